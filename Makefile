@@ -1,0 +1,47 @@
+# Ingot — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+PROTO_DEPS := build/proto-deps
+PROTO_SRC := $(shell find proto -name '*.proto')
+
+.PHONY: help deps proto check test demo ci clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed ## Install npm packages (Node.js 24 comes from the `node` package)
+
+build/descriptors.binpb: node_modules/.installed buf.yaml buf.gen.yaml $(PROTO_SRC)
+	rm -rf build/gen $(PROTO_DEPS)
+	mkdir -p $(PROTO_DEPS)/google/rpc $(PROTO_DEPS)/grpc/health/v1 $(PROTO_DEPS)/grpc/reflection/v1 $(PROTO_DEPS)/grpc/reflection/v1alpha
+	cp node_modules/google-proto-files/google/rpc/{status,error_details,code}.proto $(PROTO_DEPS)/google/rpc/
+	cp node_modules/grpc-health-check/proto/health/v1/health.proto $(PROTO_DEPS)/grpc/health/v1/
+	cp node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto $(PROTO_DEPS)/grpc/reflection/v1/
+	cp node_modules/@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto $(PROTO_DEPS)/grpc/reflection/v1alpha/
+	buf lint proto
+	buf generate
+	buf build --as-file-descriptor-set -o $@
+
+proto: build/descriptors.binpb ## Generate TypeScript and the reflection descriptor set from proto/
+
+check: proto ## Type-check and lint
+	tsc -p tsconfig.json
+	biome check .
+
+test: proto ## Run the whole suite (starts a throwaway PostgreSQL; installs Debian packages when root)
+	test/support/run-tests.sh
+
+demo: proto ## Start a controller on the embedded database, register a sample inventory and show it
+	tools/demo/demo.sh
+
+ci: ## Exactly what CI runs
+	bash .ci/run
+
+clean: ## Remove build products and the demo's data
+	rm -rf build ingot-data

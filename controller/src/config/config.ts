@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import type { DatabaseLocation } from '../store/orm.ts';
+
+const listen = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be HOST:PORT');
+
+/** Everything the controller can be told; flags beat environment beats file beats defaults. */
+const Settings = z
+  .object({
+    /** gRPC API address. Port 0 picks a free port (tests). @default 127.0.0.1:7700 */
+    grpcListen: listen.default('127.0.0.1:7700'),
+    /** HTTP address for health, metrics and (later) boot assets and images. @default 127.0.0.1:7780 */
+    httpListen: listen.default('127.0.0.1:7780'),
+    /** `postgres://…` for PostgreSQL; empty for the embedded PGlite database in `dataDir/db`. */
+    database: z.string().default(''),
+    /** State of this controller: embedded database, secret key, first admin token. @default ./ingot-data */
+    dataDir: z.string().min(1).default('./ingot-data'),
+    /** AES-256 key sealing BMC and switch passwords. @default <dataDir>/secret.key, created if missing */
+    secretKeyFile: z.string().default(''),
+    /** pino level. @default info */
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Settings = z.infer<typeof Settings>;
+
+/** Resolved configuration the controller runs with. */
+export interface ControllerConfig extends Settings {
+  dataDir: string;
+  secretKeyFile: string;
+  databaseLocation: DatabaseLocation;
+}
+
+const FLAGS = {
+  'grpc-listen': 'grpcListen',
+  'http-listen': 'httpListen',
+  database: 'database',
+  'data-dir': 'dataDir',
+  'secret-key-file': 'secretKeyFile',
+  'log-level': 'logLevel',
+} as const;
+
+export class ConfigError extends Error {}
+
+/**
+ * Reads flags (`--grpc-listen`, …, `--config FILE`), `INGOT_*` environment
+ * variables (`INGOT_GRPC_LISTEN`, …, `INGOT_CONFIG`) and a JSON config file
+ * whose keys are the camelCase settings. Throws ConfigError with every problem.
+ */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerConfig {
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseFlags(argv);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const configFile = (parsed.config as string | undefined) ?? env.INGOT_CONFIG;
+  const fromFile = configFile ? readConfigFile(configFile) : {};
+  const fromEnv: Record<string, string> = {};
+  const fromFlags: Record<string, string> = {};
+  for (const [flag, key] of Object.entries(FLAGS)) {
+    const envValue = env[`INGOT_${flag.toUpperCase().replace(/-/g, '_')}`];
+    if (envValue !== undefined && envValue !== '') fromEnv[key] = envValue;
+    const flagValue = parsed[flag];
+    if (typeof flagValue === 'string') fromFlags[key] = flagValue;
+  }
+  const result = Settings.safeParse({ ...fromFile, ...fromEnv, ...fromFlags });
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; '),
+    );
+  }
+  const settings = result.data;
+  const dataDir = resolve(settings.dataDir);
+  const database = settings.database;
+  if (database && !/^postgres(ql)?:\/\//.test(database)) {
+    throw new ConfigError('database: must be a postgres:// URL, or empty for the embedded database');
+  }
+  return {
+    ...settings,
+    dataDir,
+    secretKeyFile: settings.secretKeyFile ? resolve(settings.secretKeyFile) : join(dataDir, 'secret.key'),
+    databaseLocation: database
+      ? { kind: 'postgres', url: database }
+      : { kind: 'pglite', dir: join(dataDir, 'db') },
+  };
+}
+
+function parseFlags(argv: string[]) {
+  const options = Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }]));
+  return parseArgs({ args: argv, options: { ...options, config: { type: 'string' } }, strict: true }).values;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,102 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
+import { inventoryHandlers } from './api/inventory-service.ts';
+import { RpcMetrics } from './api/metrics.ts';
+import { addReflection } from './api/reflection.ts';
+import { implement } from './api/rpc.ts';
+import type { ControllerConfig } from './config/config.ts';
+import { createHttpServer } from './http/server.ts';
+import type { Logger } from './log/logger.ts';
+import { inventoryResources } from './store/inventory-resources.ts';
+import { openDatabase } from './store/orm.ts';
+import { SecretBox } from './store/secrets.ts';
+import { ensureAdminToken } from './store/tokens.ts';
+
+const DESCRIPTORS = new URL('../../build/descriptors.binpb', import.meta.url);
+/** How long in-flight calls get to finish on shutdown before they are cut. @default 10 s */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** A controller that is serving. */
+export interface RunningController {
+  /** The bound gRPC address (the real port when the config asked for port 0). */
+  grpcAddress: string;
+  httpAddress: string;
+  /** Stops taking calls, lets in-flight ones finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+/** Opens the database, then serves gRPC and HTTP. The composition root calls this once. */
+export async function startController(config: ControllerConfig, log: Logger): Promise<RunningController> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const secrets = SecretBox.fromFile(config.secretKeyFile, { create: true });
+  const db = await openDatabase(config.databaseLocation, log);
+  try {
+    if (await ensureAdminToken(db.fork(), join(config.dataDir, 'admin.token'))) {
+      log.info({ file: join(config.dataDir, 'admin.token') }, 'first start: admin token written');
+    }
+    const metrics = new RpcMetrics();
+    const server = new grpc.Server();
+    server.addService(
+      InventoryServiceService,
+      implement(InventoryServiceService, inventoryHandlers(inventoryResources(secrets)), {
+        db,
+        log,
+        metrics,
+      }),
+    );
+    const health = new HealthImplementation({ '': 'SERVING', 'ingot.v1.InventoryService': 'SERVING' });
+    health.addToServer(server);
+    addReflection(server, readFileSync(DESCRIPTORS), ['ingot.v1.InventoryService', 'grpc.health.v1.Health']);
+
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(config.grpcListen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    const grpcAddress = `${config.grpcListen.slice(0, config.grpcListen.lastIndexOf(':'))}:${port}`;
+    let serving = true;
+    const http = createHttpServer({ metrics, ready: () => serving });
+    const [httpHost, httpPort] = splitListen(config.httpListen);
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(httpPort, httpHost, () => resolve());
+    });
+    const httpAddress = `${httpHost}:${(http.address() as AddressInfo).port}`;
+    log.info(
+      { grpc: grpcAddress, http: httpAddress, database: config.databaseLocation.kind },
+      'controller serving',
+    );
+
+    return {
+      grpcAddress,
+      httpAddress,
+      async stop() {
+        serving = false;
+        health.setStatus('', 'NOT_SERVING');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        await new Promise<void>((resolve) => http.close(() => resolve()));
+        http.closeAllConnections();
+        await db.close();
+        log.info('controller stopped');
+      },
+    };
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+}
+
+function splitListen(listen: string): [string, number] {
+  const i = listen.lastIndexOf(':');
+  return [listen.slice(0, i).replace(/^\[|\]$/g, ''), Number(listen.slice(i + 1))];
+}

@@ -1,0 +1,19 @@
+import { AggregateMemberSchema, AggregateSchema } from './aggregate.ts';
+import { ApiTokenSchema } from './api-token.ts';
+import { FlavorSchema } from './flavor.ts';
+import { HostSchema } from './host.ts';
+import { NodeSchema } from './node.ts';
+import { ProjectSchema } from './project.ts';
+import { SwitchSchema } from './switch.ts';
+
+/** Every entity the controller persists, for the ORM's discovery. */
+export const ENTITIES = [
+  SwitchSchema,
+  NodeSchema,
+  ProjectSchema,
+  FlavorSchema,
+  HostSchema,
+  AggregateSchema,
+  AggregateMemberSchema,
+  ApiTokenSchema,
+];

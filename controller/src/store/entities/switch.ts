@@ -1,0 +1,21 @@
+import { defineEntity, p } from '@mikro-orm/core';
+import { identity } from './common.ts';
+
+export const SwitchSchema = defineEntity({
+  name: 'Switch',
+  tableName: 'switch',
+  properties: {
+    ...identity,
+    name: p.string().unique('switch_name_key'),
+    address: p.string(),
+    username: p.string(),
+    /** Sealed with the controller's secret key (see secrets.ts). */
+    passwordSealed: p.text().nullable(),
+    driver: p.string(),
+    description: p.text(),
+    hostKeyFingerprint: p.string(),
+  },
+});
+
+export class Switch extends SwitchSchema.class {}
+SwitchSchema.setClass(Switch);

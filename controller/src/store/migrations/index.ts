@@ -1,0 +1,4 @@
+import { Migration0001Inventory } from './0001-inventory.ts';
+
+/** Every migration, oldest first; applied at start on PGlite and PostgreSQL alike. */
+export const MIGRATIONS = [{ name: '0001-inventory', class: Migration0001Inventory }];

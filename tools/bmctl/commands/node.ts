@@ -1,0 +1,285 @@
+import { Argument, type Command, Option } from 'commander';
+import {
+  CreateNodeRequest,
+  ListNodesRequest,
+  type Node,
+  type ProvisionState,
+  provisionStateToJSON,
+  UpdateNodeRequest,
+} from '../../../build/gen/ingot/v1/inventory.ts';
+import {
+  eitherOf,
+  parseProvisionState,
+  parseWholeNumber,
+  passwordArgument,
+  passwordFile,
+  provisionStateName,
+  type SecretSource,
+} from '../args.ts';
+import { listAll } from '../connection.ts';
+import type { CommandContext } from '../context.ts';
+import { UsageError } from '../errors.ts';
+import { formatTime, toProtoJson, type View, yesNo } from '../output.ts';
+import { switchNamesById } from './switch.ts';
+
+export const POWER_DRIVERS = ['ipmitool', 'freeipmi'] as const;
+
+/**
+ * How nodes print. `switchNames` maps switch ids to names so tables show
+ * `tor1` rather than an id; ids without a name print as they are.
+ */
+export function nodeView(switchNames: ReadonlyMap<string, string> = new Map()): View<Node> {
+  const switchOf = (n: Node) => switchNames.get(n.switchId) ?? n.switchId;
+  return {
+    columns: [
+      { header: 'NAME', value: (n) => n.name },
+      { header: 'MAC', value: (n) => n.mac },
+      { header: 'IP', value: (n) => n.ip },
+      { header: 'CPUS', value: (n) => String(n.cpus) },
+      { header: 'RAM_MB', value: (n) => String(n.ramMb) },
+      { header: 'DISK_GB', value: (n) => String(n.diskGb) },
+      { header: 'STATE', value: (n) => provisionStateName(n.provisionState) },
+      { header: 'MAINT', value: (n) => yesNo(n.maintenance) },
+      { header: 'SWITCH', value: switchOf },
+      { header: 'PORT', value: (n) => n.switchPort },
+      { header: 'POWER_DRIVER', value: (n) => n.powerDriver },
+    ],
+    fields: (n) => [
+      ['id', n.id],
+      ['name', n.name],
+      ['ip', n.ip],
+      ['mac', n.mac],
+      ['cpus', String(n.cpus)],
+      ['ram_mb', String(n.ramMb)],
+      ['disk_gb', String(n.diskGb)],
+      ['bmc_address', n.bmcAddress],
+      ['bmc_username', n.bmcUsername],
+      ['has_bmc_password', yesNo(n.hasBmcPassword)],
+      ['power_driver', n.powerDriver],
+      ['switch', switchOf(n)],
+      ['switch_id', n.switchId],
+      ['switch_port', n.switchPort],
+      ['provision_state', provisionStateName(n.provisionState)],
+      ['maintenance', yesNo(n.maintenance)],
+      ['maintenance_reason', n.maintenanceReason],
+      ['last_error', n.lastError],
+      ['instance_id', n.instanceId],
+      ['create_time', formatTime(n.createTime)],
+      ['update_time', formatTime(n.updateTime)],
+    ],
+    json: (n) =>
+      toProtoJson(n, {
+        omit: ['bmcPassword'],
+        enums: { provisionState: (v) => provisionStateToJSON(v as ProvisionState) },
+      }),
+  };
+}
+
+/** The seed's ten positional arguments, each optional when its flag is used instead. */
+export type NodeAddArguments = [
+  ip?: string,
+  mac?: string,
+  cpus?: number,
+  ramMb?: number,
+  diskGb?: number,
+  bmcAddress?: string,
+  bmcUsername?: string,
+  bmcPassword?: string,
+  switchId?: string,
+  switchPort?: string,
+];
+
+export interface NodeAddOptions {
+  name?: string;
+  powerDriver?: string;
+  ip?: string;
+  mac?: string;
+  cpus?: number;
+  ram?: number;
+  disk?: number;
+  bmcAddress?: string;
+  bmcUsername?: string;
+  bmcPasswordFile?: string;
+  switch?: string;
+  switchPort?: string;
+}
+
+/**
+ * Builds CreateNode from `<ip> <mac_addr> <cpus> <ram> <hdd> <ipmihost>
+ * <ipmiuser> <ipmipass> <switchid> <switchport>` and/or the flags. The
+ * controller validates and normalises every field (MAC form, address,
+ * switch by id or name), so missing ones are reported together.
+ */
+export async function nodeAddRequest(
+  args: NodeAddArguments,
+  opts: NodeAddOptions,
+  secrets: SecretSource,
+): Promise<CreateNodeRequest> {
+  const [ip, mac, cpus, ramMb, diskGb, bmcAddress, bmcUsername, bmcPassword, switchId, switchPort] = args;
+  const fromStdinOrArgv = await passwordArgument(bmcPassword, secrets);
+  const fromFile = await passwordFile(opts.bmcPasswordFile, secrets);
+  return CreateNodeRequest.fromPartial({
+    node: {
+      name: opts.name,
+      ip: eitherOf(ip, opts.ip, { argument: '<ip>', flag: '--ip' }),
+      mac: eitherOf(mac, opts.mac, { argument: '<mac_addr>', flag: '--mac' }),
+      cpus: eitherOf(cpus, opts.cpus, { argument: '<cpus>', flag: '--cpus' }),
+      ramMb: eitherOf(ramMb, opts.ram, { argument: '<ram>', flag: '--ram' }),
+      diskGb: eitherOf(diskGb, opts.disk, { argument: '<hdd>', flag: '--disk' }),
+      bmcAddress: eitherOf(bmcAddress, opts.bmcAddress, { argument: '<ipmihost>', flag: '--bmc-address' }),
+      bmcUsername: eitherOf(bmcUsername, opts.bmcUsername, {
+        argument: '<ipmiuser>',
+        flag: '--bmc-username',
+      }),
+      bmcPassword: eitherOf(fromStdinOrArgv, fromFile, {
+        argument: '<ipmipass>',
+        flag: '--bmc-password-file',
+      }),
+      powerDriver: opts.powerDriver,
+      switchId: eitherOf(switchId, opts.switch, { argument: '<switchid>', flag: '--switch' }),
+      switchPort: eitherOf(switchPort, opts.switchPort, { argument: '<switchport>', flag: '--switch-port' }),
+    },
+  });
+}
+
+export interface NodeListOptions {
+  switch?: string;
+  state?: ProvisionState;
+  maintenance?: 'true' | 'false';
+}
+
+/** One page of ListNodes with the operator's filters. */
+export function nodeListRequest(
+  opts: NodeListOptions,
+  page: { pageSize: number; pageToken: string },
+): ListNodesRequest {
+  return ListNodesRequest.fromPartial({
+    ...page,
+    switchId: opts.switch,
+    provisionState: opts.state,
+    maintenance: opts.maintenance === undefined ? undefined : opts.maintenance === 'true',
+  });
+}
+
+/** UpdateNode that sets only the maintenance flag and reason; `off` clears the reason. */
+export function nodeMaintenanceRequest(
+  id: string,
+  mode: 'on' | 'off',
+  opts: { reason?: string },
+): UpdateNodeRequest {
+  if (mode === 'off' && opts.reason !== undefined) {
+    throw new UsageError('--reason only goes with `on`; turning maintenance off clears the reason');
+  }
+  return UpdateNodeRequest.fromPartial({
+    node: { id, maintenance: mode === 'on', maintenanceReason: mode === 'on' ? (opts.reason ?? '') : '' },
+    updateMask: ['maintenance', 'maintenance_reason'],
+  });
+}
+
+export function registerNodeCommands(program: Command, ctx: CommandContext): void {
+  const noun = program.command('node').description('Bare-metal servers and their BMCs');
+
+  /** Switch names for tables; JSON prints the ids and needs no extra call. */
+  const viewFor = async (): Promise<View<Node>> =>
+    nodeView(ctx.printer().format === 'table' ? await switchNamesById(ctx) : undefined);
+
+  noun
+    .command('add')
+    .description(
+      'Register a node. Give the fields positionally, as in ' +
+        '`bmctl node add 10.0.0.5 52:54:00:12:34:56 8 16384 100 10.0.1.5 admin - tor1 ge-0/0/5`, ' +
+        'or with the flags. A password of `-` is read from stdin.',
+    )
+    .argument('[ip]', 'address of the node on its network')
+    .argument('[mac_addr]', 'MAC of the first NIC, e.g. 52:54:00:12:34:56')
+    .addArgument(new Argument('[cpus]', 'CPU count').argParser(parseWholeNumber))
+    .addArgument(new Argument('[ram]', 'memory in MB').argParser(parseWholeNumber))
+    .addArgument(new Argument('[hdd]', 'disk in GB').argParser(parseWholeNumber))
+    .argument('[ipmihost]', 'BMC address: host, host:port or ipmi://host:port (port 623 by default)')
+    .argument('[ipmiuser]', 'BMC user')
+    .argument('[ipmipass]', 'BMC password, or `-` to read it from stdin')
+    .argument('[switchid]', 'switch (id or name) the first NIC is cabled to')
+    .argument('[switchport]', 'port on that switch, e.g. ge-0/0/5')
+    .option('--name <name>', 'unique name (default: node- and the MAC digits)')
+    .addOption(
+      new Option('--power-driver <driver>', 'how to reach the BMC (default: ipmitool)').choices(
+        POWER_DRIVERS,
+      ),
+    )
+    .option('--ip <address>', 'instead of <ip>')
+    .option('--mac <mac>', 'instead of <mac_addr>')
+    .option('--cpus <n>', 'instead of <cpus>', parseWholeNumber)
+    .option('--ram <mb>', 'instead of <ram>, in MB', parseWholeNumber)
+    .option('--disk <gb>', 'instead of <hdd>, in GB', parseWholeNumber)
+    .option('--bmc-address <address>', 'instead of <ipmihost>')
+    .option('--bmc-username <user>', 'instead of <ipmiuser>')
+    .option(
+      '--bmc-password-file <path>',
+      'read the BMC password from this file (`-`: stdin) instead of <ipmipass>',
+    )
+    .option('--switch <switch>', 'instead of <switchid>')
+    .option('--switch-port <port>', 'instead of <switchport>')
+    .action(async (...params: unknown[]) => {
+      const request = await nodeAddRequest(
+        params.slice(0, 10) as NodeAddArguments,
+        params[10] as NodeAddOptions,
+        ctx.secrets,
+      );
+      const inventory = await ctx.inventory();
+      const node = await inventory.call('createNode', request);
+      ctx.printer().one(node, await viewFor());
+    });
+
+  noun
+    .command('list')
+    .description('List nodes')
+    .option('--switch <switch>', 'only nodes cabled to this switch (id or name)')
+    .option('--state <state>', 'only nodes in this provision state, e.g. available', parseProvisionState)
+    .addOption(
+      new Option('--maintenance <bool>', 'only nodes with maintenance on (true) or off (false)').choices([
+        'true',
+        'false',
+      ]),
+    )
+    .action(async (opts: NodeListOptions) => {
+      const inventory = await ctx.inventory();
+      const nodes = await listAll(async (page) => {
+        const res = await inventory.call('listNodes', nodeListRequest(opts, page));
+        return { items: res.nodes, nextPageToken: res.nextPageToken };
+      });
+      ctx.printer().many(nodes, await viewFor());
+    });
+
+  noun
+    .command('show')
+    .description('Show one node')
+    .argument('<id>', 'id or name')
+    .action(async (id: string) => {
+      const inventory = await ctx.inventory();
+      const node = await inventory.call('getNode', { id });
+      ctx.printer().one(node, await viewFor());
+    });
+
+  noun
+    .command('delete')
+    .description('Delete a node')
+    .argument('<id>', 'id or name')
+    .action(async (id: string) => {
+      const inventory = await ctx.inventory();
+      await inventory.call('deleteNode', { id });
+      ctx.printer().done(`node ${id} deleted`);
+    });
+
+  noun
+    .command('maintenance')
+    .description('Turn a node’s maintenance flag on or off; the scheduler skips nodes in maintenance')
+    .argument('<id>', 'id or name')
+    .addArgument(new Argument('<mode>', 'on or off').choices(['on', 'off']))
+    .option('--reason <text>', 'why, shown in `node show` (only with on)')
+    .action(async (id: string, mode: 'on' | 'off', opts: { reason?: string }) => {
+      const request = nodeMaintenanceRequest(id, mode, opts);
+      const inventory = await ctx.inventory();
+      const node = await inventory.call('updateNode', request);
+      ctx.printer().one(node, await viewFor());
+    });
+}

@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  type CallOptions,
+  type ClientUnaryCall,
+  credentials,
+  Metadata,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { InventoryServiceClient } from '../../build/gen/ingot/v1/inventory.ts';
+import { BmctlError } from './errors.ts';
+
+/** @default the controller's default listen address */
+export const DEFAULT_ENDPOINT = '127.0.0.1:7700';
+/** Deadline of every RPC bmctl makes. */
+export const CALL_TIMEOUT_MS = 30_000;
+/** The controller's data directory when INGOT_DATA_DIR is unset, relative to the working directory. */
+export const DEFAULT_DATA_DIR = 'ingot-data';
+const TOKEN_FILE = 'admin.token';
+
+/** Where to connect and as whom. */
+export interface ConnectionSettings {
+  /** `host:port` of the controller's gRPC listener. */
+  endpoint: string;
+  /** Bearer token; undefined sends no `authorization` metadata. */
+  token: string | undefined;
+}
+
+/**
+ * Resolves the endpoint (`--endpoint`, INGOT_ENDPOINT, 127.0.0.1:7700) and
+ * the token (`--token`, INGOT_TOKEN, then the admin token the controller
+ * wrote to `$INGOT_DATA_DIR/admin.token`, or `./ingot-data/admin.token` when
+ * INGOT_DATA_DIR is unset). A missing token file means no token; an
+ * unreadable one is an error, so a permissions problem is not mistaken for
+ * an authentication one.
+ */
+export async function resolveConnectionSettings(
+  flags: { endpoint?: string | undefined; token?: string | undefined },
+  env: Record<string, string | undefined>,
+  cwd: string,
+): Promise<ConnectionSettings> {
+  const endpoint = nonEmpty(flags.endpoint) ?? nonEmpty(env.INGOT_ENDPOINT) ?? DEFAULT_ENDPOINT;
+  const token = nonEmpty(flags.token) ?? nonEmpty(env.INGOT_TOKEN) ?? (await readTokenFile(env, cwd));
+  return { endpoint, token };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+async function readTokenFile(
+  env: Record<string, string | undefined>,
+  cwd: string,
+): Promise<string | undefined> {
+  const path = join(resolve(cwd, nonEmpty(env.INGOT_DATA_DIR) ?? DEFAULT_DATA_DIR), TOKEN_FILE);
+  try {
+    return nonEmpty(await readFile(path, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new BmctlError(
+      `cannot read the admin token from ${path}: ${(err as Error).message}; fix its permissions or give --token`,
+      { cause: err },
+    );
+  }
+}
+
+/** A grpc-js client method in its (request, metadata, options, callback) form. */
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (err: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** Names of InventoryService's RPCs in the client's camelCase, e.g. `getSwitch`. */
+export type InventoryRpc = {
+  [K in keyof InventoryServiceClient]: InventoryServiceClient[K] extends UnaryMethod<never, unknown>
+    ? K
+    : never;
+}[keyof InventoryServiceClient];
+export type RequestOf<K extends InventoryRpc> =
+  InventoryServiceClient[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
+export type ResponseOf<K extends InventoryRpc> =
+  InventoryServiceClient[K] extends UnaryMethod<never, infer Res> ? Res : never;
+
+/** The controller's InventoryService as promises; close it when done. */
+export interface Inventory {
+  readonly endpoint: string;
+  /** Makes one call with the bearer token and a 30 s deadline; rejects with the grpc-js ServiceError. */
+  call<K extends InventoryRpc>(rpc: K, request: RequestOf<K>): Promise<ResponseOf<K>>;
+  close(): void;
+}
+
+/** Opens a plain-TCP channel; nothing is sent until the first call. */
+export function openInventory(settings: ConnectionSettings): Inventory {
+  const client = new InventoryServiceClient(settings.endpoint, credentials.createInsecure());
+  return {
+    endpoint: settings.endpoint,
+    call(rpc, request) {
+      const metadata = new Metadata();
+      if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);
+      const method = client[rpc] as unknown as UnaryMethod<typeof request, ResponseOf<typeof rpc>>;
+      return new Promise((resolvePromise, reject) => {
+        method.call(client, request, metadata, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, response) =>
+          err ? reject(err) : resolvePromise(response),
+        );
+      });
+    },
+    close() {
+      client.close();
+    },
+  };
+}
+
+/** Page size bmctl asks for when it fetches a whole list. */
+export const LIST_PAGE_SIZE = 200;
+
+/**
+ * Fetches every page of a list, `LIST_PAGE_SIZE` items at a time. `fetchPage`
+ * gets the page size and token and returns the page's items and next token.
+ */
+export async function listAll<T>(
+  fetchPage: (page: {
+    pageSize: number;
+    pageToken: string;
+  }) => Promise<{ items: T[]; nextPageToken: string }>,
+): Promise<T[]> {
+  const all: T[] = [];
+  const seen = new Set<string>();
+  let pageToken = '';
+  do {
+    const page = await fetchPage({ pageSize: LIST_PAGE_SIZE, pageToken });
+    all.push(...page.items);
+    // A token seen before would loop forever; that is a controller bug, not something to retry.
+    if (seen.has(page.nextPageToken)) {
+      throw new BmctlError(`the controller returned page token "${page.nextPageToken}" twice; stopping`);
+    }
+    seen.add(page.nextPageToken);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== '');
+  return all;
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+import { runBmctl } from './cli.ts';
+
+process.exitCode = await runBmctl(process.argv.slice(2), {
+  env: process.env,
+  stdout: (s) => process.stdout.write(s),
+  stderr: (s) => process.stderr.write(s),
+});
