@@ -12,7 +12,7 @@ import type { ControllerConfig } from './config/config.ts';
 import { createHttpServer } from './http/server.ts';
 import type { Logger } from './log/logger.ts';
 import { inventoryResources } from './store/inventory-resources.ts';
-import { openDatabase } from './store/orm.ts';
+import { type Database, openDatabase } from './store/orm.ts';
 import { SecretBox } from './store/secrets.ts';
 import { ensureAdminToken } from './store/tokens.ts';
 
@@ -25,6 +25,8 @@ export interface RunningController {
   /** The bound gRPC address (the real port when the config asked for port 0). */
   grpcAddress: string;
   httpAddress: string;
+  /** The controller's database, for jobs and tests that run beside the API. */
+  db: Database;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -74,6 +76,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     return {
       grpcAddress,
       httpAddress,
+      db,
       async stop() {
         serving = false;
         health.setStatus('', 'NOT_SERVING');

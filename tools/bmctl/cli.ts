@@ -107,6 +107,9 @@ function buildProgram(io: BmctlIo): Command {
 }
 
 async function readProcessStdin(): Promise<string> {
+  // Meant for pipes (`pass show bmc | bmctl node add … -`); at a terminal, say what bmctl waits for.
+  if (process.stdin.isTTY)
+    process.stderr.write('bmctl: reading the password from stdin; end it with Ctrl-D\n');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');

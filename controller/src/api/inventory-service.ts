@@ -63,10 +63,7 @@ function crud<E extends Row, M>(
     [`Update${names.singular}`]: {
       access: ADMIN_ONLY,
       handle: async (req: Record<string, unknown> & { updateMask?: string[] }, { em }) =>
-        one(
-          await updateResource(em, spec, req[names.field] as object | undefined, req.updateMask),
-          em,
-        ),
+        one(await updateResource(em, spec, req[names.field] as object | undefined, req.updateMask), em),
     },
     [`Delete${names.singular}`]: {
       access: ADMIN_ONLY,

@@ -54,7 +54,8 @@ export function readFields(
     for (const rawPath of mask) {
       const path = rawPath.startsWith(`${prefix}.`) ? rawPath.slice(prefix.length + 1) : rawPath;
       const spec = byName.get(path);
-      if (!spec) violations.add('update_mask', `"${rawPath}" is not a field of ${prefix}`);
+      if (!spec)
+        violations.add('update_mask', `"${rawPath}" is not a field of ${prefix} that can be updated`);
       else if (spec.updatable === false) violations.add('update_mask', `"${rawPath}" cannot be changed`);
       else touched.push(spec);
     }

@@ -61,7 +61,8 @@ export function parseHostPort(input: string): HostPort | undefined {
     if (parts.length > 2) return undefined;
     host = parts[0] ?? '';
     portText = parts[1];
-    if (isIP(host) !== 4 && !HOSTNAME.test(host)) return undefined;
+    // A numeric top-level label would make `256.1.1.1` a host name (RFC 1123 §2.1 rules that out).
+    if (isIP(host) !== 4 && (!HOSTNAME.test(host) || /(^|\.)\d+$/.test(host))) return undefined;
   }
   if (portText === undefined) return { host };
   const port = Number(portText);

@@ -94,7 +94,8 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
       // defaulted name (derived from the MAC) would trip its constraint first.
       if ('mac' in columns) {
         const holder = await em.findOne(Node, { mac: columns.mac as string }, { fields: ['id'] });
-        if (holder && holder.id !== existing?.id) throw new AlreadyExistsError('node', 'mac', columns.mac as string);
+        if (holder && holder.id !== existing?.id)
+          throw new AlreadyExistsError('node', 'mac', columns.mac as string);
       }
       if (!existing && !columns.name) columns.name = defaultNodeName(columns.mac as string);
       sealInto(columns, 'bmcPassword', 'bmcPasswordSealed', secrets);
