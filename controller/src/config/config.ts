@@ -4,7 +4,14 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import type { DatabaseLocation } from '../store/orm.ts';
 
-const listen = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be HOST:PORT');
+const listen = z
+  .string()
+  .refine(
+    (s) =>
+      /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(s) &&
+      Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535,
+    'must be HOST:PORT',
+  );
 
 /** Everything the controller can be told; flags beat environment beats file beats defaults. */
 const Settings = z

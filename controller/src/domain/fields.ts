@@ -87,7 +87,8 @@ export function text(maxLength: number): (v: unknown) => unknown {
   return (v) => {
     const s = typeof v === 'string' ? v.trim() : '';
     if (s.length > maxLength) return { invalid: `must be at most ${maxLength} characters` };
-    if ([...s].some((c) => c.charCodeAt(0) < 0x20)) return { invalid: 'must not contain control characters' };
+    if ([...s].some((c) => c.charCodeAt(0) < 0x20 || (c.charCodeAt(0) >= 0x7f && c.charCodeAt(0) <= 0x9f)))
+      return { invalid: 'must not contain control characters' };
     return s;
   };
 }

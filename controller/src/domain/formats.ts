@@ -31,7 +31,7 @@ export const IP_HINT = 'must be an IPv4 or IPv6 address like 10.0.0.5';
 
 export function normalizeIp(input: string): string | undefined {
   const ip = input.trim().toLowerCase();
-  return isIP(ip) === 0 ? undefined : ip;
+  return isIP(ip) === 0 || ip.includes('%') ? undefined : ip;
 }
 
 export interface HostPort {

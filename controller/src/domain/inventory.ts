@@ -107,5 +107,8 @@ export function defaultNodeName(mac: string): string {
 
 /** Default switch name: the host part of its address. */
 export function defaultSwitchName(address: string): string {
-  return (parseHostPort(address)?.host ?? address).replace(/[^A-Za-z0-9._-]/g, '-');
+  const name = (parseHostPort(address)?.host ?? address)
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '');
+  return name || 'switch';
 }

@@ -49,11 +49,12 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
     entity: Switch,
     fields: SWITCH_FIELDS,
     uniques: { switch_name_key: 'name' },
-    async toColumns(fields, { existing }) {
+    async toColumns(fields, { existing, violations }) {
       const columns: Record<string, unknown> = existing
         ? { ...fields }
         : { username: '', description: '', hostKeyFingerprint: '', password: '', ...fields };
       if (!existing && !columns.name) columns.name = defaultSwitchName(columns.address as string);
+      if (existing && columns.name === '') violations.add('switch.name', 'cannot be cleared');
       sealInto(columns, 'password', 'passwordSealed', secrets);
       return columns as Partial<Switch>;
     },
@@ -98,6 +99,7 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
           throw new AlreadyExistsError('node', 'mac', columns.mac as string);
       }
       if (!existing && !columns.name) columns.name = defaultNodeName(columns.mac as string);
+      if (existing && columns.name === '') violations.add('node.name', 'cannot be cleared');
       sealInto(columns, 'bmcPassword', 'bmcPasswordSealed', secrets);
       if ('switchId' in columns) {
         const ref = columns.switchId as string;

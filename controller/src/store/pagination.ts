@@ -17,7 +17,8 @@ export interface Page {
  */
 export function readPage(pageSize: number, pageToken: string, filters: unknown): Page {
   const violations = new Violations();
-  if (!Number.isInteger(pageSize) || pageSize < 0) violations.add('page_size', 'must not be negative');
+  if (!Number.isInteger(pageSize) || pageSize < 0)
+    violations.add('page_size', 'must be a whole number, 0 for the default');
   const limit = Math.min(pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
   let afterId: string | undefined;
   if (pageToken) {
