@@ -3,14 +3,21 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
+import { SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
+import { instanceHandlers } from './api/instance-service.ts';
 import { inventoryHandlers } from './api/inventory-service.ts';
 import { RpcMetrics } from './api/metrics.ts';
 import { addReflection } from './api/reflection.ts';
-import { implement } from './api/rpc.ts';
+import { implement, type Method } from './api/rpc.ts';
+import { schedulerHandlers } from './api/scheduler-service.ts';
+import { Placement } from './conductor/placement.ts';
 import type { ControllerConfig } from './config/config.ts';
+import { Scheduler } from './domain/scheduler/scheduler.ts';
 import { createHttpServer } from './http/server.ts';
 import type { Logger } from './log/logger.ts';
+import { HostStateCache } from './store/host-states.ts';
 import { inventoryResources } from './store/inventory-resources.ts';
 import { type Database, openDatabase } from './store/orm.ts';
 import { SecretBox } from './store/secrets.ts';
@@ -41,18 +48,25 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       log.info({ file: join(config.dataDir, 'admin.token') }, 'first start: admin token written');
     }
     const metrics = new RpcMetrics();
+    const placement = new Placement(new Scheduler(config.scheduler), new HostStateCache(db));
+    const services: [grpc.ServiceDefinition, Record<string, Method<never, unknown>>][] = [
+      [
+        InventoryServiceService,
+        inventoryHandlers(inventoryResources(secrets), { onChange: () => placement.inventoryChanged() }),
+      ],
+      [SchedulerServiceService, schedulerHandlers(placement)],
+      [InstanceServiceService, instanceHandlers(placement)],
+    ];
     const server = new grpc.Server();
-    server.addService(
-      InventoryServiceService,
-      implement(InventoryServiceService, inventoryHandlers(inventoryResources(secrets)), {
-        db,
-        log,
-        metrics,
-      }),
+    for (const [definition, handlers] of services) {
+      server.addService(definition, implement(definition, handlers, { db, log, metrics }));
+    }
+    const serviceNames = services.map(([definition]) => serviceName(definition));
+    const health = new HealthImplementation(
+      Object.fromEntries([['', 'SERVING'], ...serviceNames.map((name) => [name, 'SERVING'])]),
     );
-    const health = new HealthImplementation({ '': 'SERVING', 'ingot.v1.InventoryService': 'SERVING' });
     health.addToServer(server);
-    addReflection(server, readFileSync(DESCRIPTORS), ['ingot.v1.InventoryService', 'grpc.health.v1.Health']);
+    addReflection(server, readFileSync(DESCRIPTORS), [...serviceNames, 'grpc.health.v1.Health']);
 
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(config.grpcListen, grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -97,6 +111,12 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     await db.close();
     throw err;
   }
+}
+
+/** `ingot.v1.InventoryService` from its definition's method paths. */
+function serviceName(definition: grpc.ServiceDefinition): string {
+  const path = Object.values(definition)[0]?.path ?? '';
+  return path.slice(1, path.lastIndexOf('/'));
 }
 
 function splitListen(listen: string): [string, number] {

@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -42,7 +43,36 @@ describe('defaults', () => {
       secretKeyFile: join(dataDir, 'secret.key'),
       logLevel: 'info',
       databaseLocation: { kind: 'pglite', dir: join(dataDir, 'db') },
+      scheduler: {
+        filters: [
+          'PlacementFilter',
+          'VcpuFilter',
+          'RamFilter',
+          'DiskFilter',
+          'AggregateInstanceExtraSpecsFilter',
+          'AvailabilityZoneFilter',
+          'NodeStateFilter',
+        ],
+        weighers: ['LeastWasteWeigher', 'RamWeigher'],
+        cpuAllocationRatio: 16,
+        ramAllocationRatio: 1.5,
+        diskAllocationRatio: 1,
+        ramWeigherMultiplier: 1,
+        defaultAggregate: 'default',
+        defaultAvailabilityZone: 'nova',
+      },
     });
+  });
+
+  it('takes scheduler settings from the config file and refuses unknown filters', () => {
+    const file = join(dir, 'scheduler.json');
+    writeFileSync(file, JSON.stringify({ scheduler: { filters: ['PlacementFilter'], ramWeigherMultiplier: -1 } }));
+    const config = loadConfig(['--config', file], {});
+    expect(config.scheduler.filters).toEqual(['PlacementFilter']);
+    expect(config.scheduler.ramWeigherMultiplier).toBe(-1);
+    expect(config.scheduler.cpuAllocationRatio).toBe(16);
+    writeFileSync(file, JSON.stringify({ scheduler: { filters: ['CoreFilter'] } }));
+    expect(() => loadConfig(['--config', file], {})).toThrow(/scheduler\.filters\.0/);
   });
 
   it('derives database and key locations from a chosen data directory', () => {

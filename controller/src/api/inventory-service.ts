@@ -97,10 +97,16 @@ async function nodeFilters(req: pb.ListNodesRequest, em: EntityManager): Promise
   return where;
 }
 
-/** InventoryService: the thin edge over the inventory repositories. */
-export function inventoryHandlers(resources: InventoryResources): Handlers {
+/**
+ * InventoryService: the thin edge over the inventory repositories.
+ * `onChange` runs after every successful change (the scheduler's view reloads).
+ */
+export function inventoryHandlers(
+  resources: InventoryResources,
+  { onChange }: { onChange: () => void },
+): Handlers {
   const aggregateReply = async (row: Aggregate, em: EntityManager) => (await aggregatesToProto([row], em))[0];
-  return {
+  const handlers: Handlers = {
     ...crud(
       resources.switches,
       { singular: 'Switch', plural: 'Switches', field: 'switch', listField: 'switches' },
@@ -149,4 +155,14 @@ export function inventoryHandlers(resources: InventoryResources): Handlers {
         aggregateReply(await setMetadata(em, req.aggregate, req.set, req.unset), em),
     },
   } as Handlers;
+  for (const [name, method] of Object.entries(handlers)) {
+    if (/^(Get|List)/.test(name)) continue;
+    const handle = method.handle;
+    method.handle = async (request, ctx) => {
+      const response = await handle(request, ctx);
+      onChange();
+      return response;
+    };
+  }
+  return handlers;
 }

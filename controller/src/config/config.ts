@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { DEFAULT_FILTERS, FILTERS } from '../domain/scheduler/filters/index.ts';
+import { DEFAULT_WEIGHERS, WEIGHERS } from '../domain/scheduler/weighers.ts';
 import type { DatabaseLocation } from '../store/orm.ts';
 
 const listen = z
@@ -12,6 +14,30 @@ const listen = z
       Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535,
     'must be HOST:PORT',
   );
+
+const ratio = z.number().positive().max(1000);
+
+/** The filter scheduler; set in the config file under `scheduler`. */
+const SchedulerSettings = z
+  .object({
+    /** Filters by name, in the order they run. @default every filter */
+    filters: z.array(z.enum(Object.keys(FILTERS) as [string, ...string[]])).default(DEFAULT_FILTERS),
+    /** Weighers by name. @default LeastWasteWeigher, RamWeigher */
+    weighers: z.array(z.enum(Object.keys(WEIGHERS) as [string, ...string[]])).default(DEFAULT_WEIGHERS),
+    /** vCPU overcommit on hypervisor hosts. @default 16 (nova's) */
+    cpuAllocationRatio: ratio.default(16),
+    /** RAM overcommit on hypervisor hosts. @default 1.5 (nova's) */
+    ramAllocationRatio: ratio.default(1.5),
+    /** Disk overcommit on hypervisor hosts. @default 1 */
+    diskAllocationRatio: ratio.default(1),
+    /** Positive spreads VMs by free RAM, negative packs them. @default 1 */
+    ramWeigherMultiplier: z.number().default(1),
+    /** The aggregate for projects with none of their own. @default default */
+    defaultAggregate: z.string().min(1).default('default'),
+    /** The zone of hosts in no zoned aggregate. @default nova */
+    defaultAvailabilityZone: z.string().min(1).default('nova'),
+  })
+  .strict();
 
 /** Everything the controller can be told; flags beat environment beats file beats defaults. */
 const Settings = z
@@ -28,6 +54,7 @@ const Settings = z
     secretKeyFile: z.string().default(''),
     /** pino level. @default info */
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    scheduler: SchedulerSettings.default(SchedulerSettings.parse({})),
   })
   .strict();
 

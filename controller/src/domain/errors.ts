@@ -78,3 +78,10 @@ export class PermissionDeniedError extends IngotError {
     super(status.PERMISSION_DENIED, 'PERMISSION_DENIED', message);
   }
 }
+
+/** The scheduler found no host for a request; the message names the filter and the closest misses. */
+export class NoValidHostError extends IngotError {
+  constructor(message: string) {
+    super(status.RESOURCE_EXHAUSTED, 'NO_VALID_HOST', message);
+  }
+}

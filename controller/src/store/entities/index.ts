@@ -2,6 +2,7 @@ import { AggregateMemberSchema, AggregateSchema } from './aggregate.ts';
 import { ApiTokenSchema } from './api-token.ts';
 import { FlavorSchema } from './flavor.ts';
 import { HostSchema } from './host.ts';
+import { InstanceSchema } from './instance.ts';
 import { NodeSchema } from './node.ts';
 import { ProjectSchema } from './project.ts';
 import { SwitchSchema } from './switch.ts';
@@ -16,4 +17,5 @@ export const ENTITIES = [
   AggregateSchema,
   AggregateMemberSchema,
   ApiTokenSchema,
+  InstanceSchema,
 ];

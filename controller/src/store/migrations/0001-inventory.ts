@@ -1,12 +1,10 @@
-import { Migration } from '@mikro-orm/migrations';
+import { SqlMigration } from './sql-migration.ts';
 
 /** Inventory: switches, nodes, projects, flavors, hypervisor hosts, aggregates, API tokens. */
-export class Migration0001Inventory extends Migration {
+export class Migration0001Inventory extends SqlMigration {
   override name = '0001-inventory';
 
-  override up(): void {
-    // One statement per addSql: PGlite's extended protocol takes one command at a time.
-    const statements = `
+  protected readonly sql = `
 create table "switch" ("id" uuid not null, "created_at" timestamptz not null, "updated_at" timestamptz not null,
   "name" varchar(255) not null, "address" varchar(255) not null, "username" varchar(255) not null,
   "password_sealed" text null, "driver" varchar(255) not null, "description" text not null,
@@ -52,8 +50,4 @@ create table "api_token" ("id" uuid not null, "token_hash" varchar(255) not null
   "project_id" uuid null, "description" text not null, "created_at" timestamptz not null, primary key ("id"));
 alter table "api_token" add constraint "api_token_token_hash_key" unique ("token_hash");
 `;
-    for (const statement of statements.split(/;\s*\n/)) {
-      if (statement.trim()) this.addSql(statement);
-    }
-  }
 }

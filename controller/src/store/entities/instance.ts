@@ -1,0 +1,36 @@
+import { defineEntity, p } from '@mikro-orm/core';
+import { identity } from './common.ts';
+
+/** Where an instance is in its life; the provisioning flow adds the steps in between. */
+export type InstanceState = 'scheduled' | 'deploying' | 'active' | 'deleting' | 'error';
+
+/**
+ * A tenant's instance and its claim: a whole bare-metal node, or a share of
+ * a hypervisor host's capacity (the resources are copied from the flavor so
+ * the claim stays right when the flavor changes).
+ */
+export const InstanceSchema = defineEntity({
+  name: 'Instance',
+  tableName: 'instance',
+  properties: {
+    ...identity,
+    name: p.string(),
+    projectId: p.uuid().index('instance_project_id_idx'),
+    flavorId: p.uuid(),
+    image: p.string(),
+    hints: p.json<Record<string, string>>(),
+    availabilityZone: p.string(),
+    state: p.string().$type<InstanceState>(),
+    reason: p.text(),
+    hostKind: p.string().$type<'node' | 'host'>(),
+    /** The node's or hypervisor host's id. */
+    hostId: p.uuid().index('instance_host_id_idx'),
+    vcpus: p.integer(),
+    ramMb: p.integer(),
+    diskGb: p.integer(),
+  },
+  uniques: [{ name: 'instance_project_name_key', properties: ['projectId', 'name'] }],
+});
+
+export class Instance extends InstanceSchema.class {}
+InstanceSchema.setClass(Instance);
