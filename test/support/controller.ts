@@ -6,7 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import { BadRequest, ErrorInfo } from '../../build/gen/google/rpc/error_details.ts';
 import { Status } from '../../build/gen/google/rpc/status.ts';
+import * as instancePb from '../../build/gen/ingot/v1/instance.ts';
 import * as pb from '../../build/gen/ingot/v1/inventory.ts';
+import * as schedulerPb from '../../build/gen/ingot/v1/scheduler.ts';
 import { loadConfig } from '../../controller/src/config/config.ts';
 import { type RunningController, startController } from '../../controller/src/controller.ts';
 import { createLogger } from '../../controller/src/log/logger.ts';
@@ -124,61 +126,88 @@ export function decodeError(err: grpc.ServiceError): CallError {
   return out;
 }
 
-type Methods = { [K in keyof typeof pb.InventoryServiceService]: pb.InventoryServiceServer[K] };
-type RequestOf<M extends keyof Methods> =
-  Methods[M] extends grpc.handleUnaryCall<infer Req, unknown> ? Req : never;
-type ResponseOf<M extends keyof Methods> =
-  Methods[M] extends grpc.handleUnaryCall<never, infer Res> ? Res : never;
+type Definition = grpc.ServiceDefinition;
+type RequestOf<D extends Definition, M extends keyof D> = ReturnType<D[M]['requestDeserialize']>;
+type ResponseOf<D extends Definition, M extends keyof D> = ReturnType<D[M]['responseDeserialize']>;
+/** A generated module: `CreateNodeRequest` and friends, with `fromPartial`. */
+type Codecs = Record<string, unknown>;
 
 /**
- * The generated InventoryService client with promises: `await api.call('createNode', { node: {...} })`
+ * A generated ts-proto service with promises: `await api.call('createNode', { node: {...} })`
  * resolves with the response or rejects with a CallError. Requests may be partial.
  */
-export class InventoryApi {
-  readonly client: pb.InventoryServiceClient;
+export class ServiceApi<D extends Definition> {
+  readonly #definition: D;
+  readonly #codecs: Codecs;
+  readonly #address: string;
   readonly #token: string | undefined;
+  readonly #client: grpc.Client & Record<string, unknown>;
 
-  constructor(address: string, token?: string) {
-    this.client = new pb.InventoryServiceClient(address, grpc.credentials.createInsecure());
+  constructor(definition: D, codecs: Codecs, address: string, token?: string) {
+    this.#definition = definition;
+    this.#codecs = codecs;
+    this.#address = address;
     this.#token = token;
+    const Client = grpc.makeGenericClientConstructor(definition, 'ServiceApi');
+    this.#client = new Client(address, grpc.credentials.createInsecure()) as grpc.Client &
+      Record<string, unknown>;
   }
 
-  withToken(token: string | undefined): InventoryApi {
-    return new InventoryApi(this.client.getChannel().getTarget().replace(/^dns:/, ''), token);
+  withToken(token: string | undefined): ServiceApi<D> {
+    return new ServiceApi(this.#definition, this.#codecs, this.#address, token);
   }
 
-  call<M extends keyof Methods>(method: M, request: DeepPartial<RequestOf<M>>): Promise<ResponseOf<M>> {
-    const typeName = `${method.charAt(0).toUpperCase()}${method.slice(1)}Request` as keyof typeof pb;
-    // biome-ignore lint/performance/noDynamicNamespaceImportAccess: a test helper, picks the request codec by method name
-    const type = pb[typeName] as unknown as { fromPartial(o: unknown): RequestOf<M> };
+  call<M extends keyof D & string>(
+    method: M,
+    request: DeepPartial<RequestOf<D, M>>,
+  ): Promise<ResponseOf<D, M>> {
+    const codec = this.#codecs[`${method.charAt(0).toUpperCase()}${method.slice(1)}Request`] as {
+      fromPartial(o: unknown): RequestOf<D, M>;
+    };
     const metadata = new grpc.Metadata();
     if (this.#token) metadata.set('authorization', `Bearer ${this.#token}`);
     return new Promise((resolve, reject) => {
-      const fn = this.client[method] as unknown as (
+      const fn = this.#client[method] as (
         r: unknown,
         m: grpc.Metadata,
-        cb: (e: grpc.ServiceError | null, r: ResponseOf<M>) => void,
+        cb: (e: grpc.ServiceError | null, r: ResponseOf<D, M>) => void,
       ) => void;
-      fn.call(this.client, type.fromPartial(request), metadata, (err, res) =>
+      fn.call(this.#client, codec.fromPartial(request), metadata, (err, res) =>
         err ? reject(decodeError(err)) : resolve(res),
       );
     });
   }
 
   /** Expects the call to fail and returns how. */
-  async fail<M extends keyof Methods>(method: M, request: DeepPartial<RequestOf<M>>): Promise<CallError> {
+  async fail<M extends keyof D & string>(
+    method: M,
+    request: DeepPartial<RequestOf<D, M>>,
+  ): Promise<CallError> {
     try {
       await this.call(method, request);
     } catch (err) {
       return err as CallError;
     }
-    throw new Error(`${String(method)} succeeded but was expected to fail`);
+    throw new Error(`${method} succeeded but was expected to fail`);
   }
 
   close(): void {
-    this.client.close();
+    this.#client.close();
   }
 }
+
+/** InventoryService with promises. */
+export class InventoryApi extends ServiceApi<typeof pb.InventoryServiceService> {
+  constructor(address: string, token?: string) {
+    super(pb.InventoryServiceService, pb, address, token);
+  }
+}
+
+export const instanceApi = (address: string, token?: string) =>
+  new ServiceApi(instancePb.InstanceServiceService, instancePb, address, token);
+
+export const schedulerApi = (address: string, token?: string) =>
+  new ServiceApi(schedulerPb.SchedulerServiceService, schedulerPb, address, token);
 
 type DeepPartial<T> = T extends Date | Buffer
   ? T

@@ -30,10 +30,10 @@ export function placementFilter(): HostFilter {
       const other = dedicatedToOther(host, request);
       if (other) return `in aggregate ${other}, dedicated to another project`;
       if (request.bareMetal) return 'a hypervisor host; compute_type=bare_metal asks for a bare-metal node';
-      if (host.kind === 'node') return 'a bare-metal node; only compute_type=bare_metal requests use one';
       if (request.homeAggregateIds.size === 0) {
         return `project ${request.projectName} is isolated but no aggregate is dedicated to it`;
       }
+      if (host.kind === 'node') return 'a bare-metal node; only compute_type=bare_metal requests use one';
       return `not in project ${request.projectName}'s aggregate`;
     },
   };
