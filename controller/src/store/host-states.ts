@@ -125,6 +125,7 @@ export class HostStateCache {
   readonly #db: Database;
   readonly #maxAgeMs: number;
   #view: { hosts: HostState[]; aggregates: AggregateInfo[] } | undefined;
+  #byId = new Map<string, HostState>();
   #loadedAt = 0;
   #generation = 0;
   #loading: Promise<{ hosts: HostState[]; aggregates: AggregateInfo[] }> | undefined;
@@ -144,6 +145,7 @@ export class HostStateCache {
         (view) => {
           this.#loading = undefined;
           this.#view = view;
+          this.#byId = new Map(view.hosts.map((h) => [`${h.kind}:${h.id}`, h]));
           this.#loadedAt = generation === this.#generation ? started : 0;
           return view;
         },
@@ -164,7 +166,7 @@ export class HostStateCache {
 
   /** Applies (sign 1) or releases (sign -1) a claim this controller committed. */
   apply(delta: ClaimDelta, sign: 1 | -1): void {
-    const host = this.#view?.hosts.find((h) => h.id === delta.hostId && h.kind === delta.hostKind);
+    const host = this.#byId.get(`${delta.hostKind}:${delta.hostId}`);
     if (!host) return;
     if (host.kind === 'node') {
       host.instanceId = sign === 1 ? delta.instanceId : null;
