@@ -1,5 +1,7 @@
 import { defineEntity, p } from '@mikro-orm/core';
 import type { ProvisionState } from '../../domain/provision-state.ts';
+import type { StoredBmcOptions } from '../../drivers/power/bmc-options.ts';
+import type { PowerState } from '../../drivers/power/power-driver.ts';
 import { identity, size } from './common.ts';
 
 export const NodeSchema = defineEntity({
@@ -24,6 +26,17 @@ export const NodeSchema = defineEntity({
     maintenanceReason: p.text(),
     lastError: p.text(),
     instanceId: p.uuid().nullable(),
+    /** What the BMC last reported; null until it was first asked. */
+    powerState: p.string().$type<PowerState>().nullable(),
+    powerStateTime: p.datetime().nullable(),
+    /** What Ingot last asked for; null until a power command was given. */
+    expectedPowerState: p.string().$type<PowerState>().nullable(),
+    /** Since when the observed state differs from the expected one; null while they agree. */
+    powerDriftTime: p.datetime().nullable(),
+    /** The last BMC error the power sync saw; null after a successful read. */
+    powerError: p.text().nullable(),
+    /** Per-node BMC settings that differ from the defaults (drivers/power/bmc-options.ts). */
+    bmcOptions: p.json<StoredBmcOptions>().nullable(),
   },
   uniques: [{ name: 'node_switch_port_key', properties: ['switchId', 'switchPort'] }],
 });
