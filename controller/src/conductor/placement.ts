@@ -1,3 +1,4 @@
+import { DeadlockException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/sql';
 import { NoValidHostError } from '../domain/errors.ts';
 import type { RequestSpec } from '../domain/scheduler/host-state.ts';
@@ -36,7 +37,7 @@ export class Placement {
       const selection = await this.select(request, { explain: false });
       if (selection.ranked.length === 0) throw new NoValidHostError(selection.noValidHost);
       const candidates = selection.ranked.map((w) => w.host);
-      const booked = await claimAndRecord(em, input, candidates, this.#scheduler.settings);
+      const booked = await retryConflicts(() => claimAndRecord(em, input, candidates, this.#scheduler.settings));
       if (booked) {
         this.#cache.apply(booked.claim, 1);
         return booked.instance;
@@ -55,5 +56,24 @@ export class Placement {
   /** Inventory changed: the next decision reads it again. */
   inventoryChanged(): void {
     this.#cache.invalidate();
+  }
+}
+
+/** Attempts at a claim transaction that PostgreSQL aborted to break a lock conflict. */
+const CONFLICT_ATTEMPTS = 3;
+
+/**
+ * Runs a claim transaction again when PostgreSQL aborted it as a deadlock
+ * victim or a serialization failure: the other transaction won, this one
+ * simply tries again with what is left.
+ */
+async function retryConflicts<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const transient = err instanceof DeadlockException || (err as { code?: string }).code === '40001';
+      if (!transient || attempt >= CONFLICT_ATTEMPTS) throw err;
+    }
   }
 }

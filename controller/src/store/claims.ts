@@ -42,8 +42,24 @@ export async function claimNode(
  * Claims capacity on a hypervisor host: the host row is locked, its usage
  * summed from the instances on it, and the claim refused if it would take
  * the host past its overcommit ratios. Capacity never goes negative.
+ *
+ * The check runs in a savepoint: a host that turns out full is unlocked at
+ * once, so a boot holds at most one host lock and two boots walking their
+ * candidates in different orders cannot deadlock.
  */
 export async function claimHostCapacity(
+  em: EntityManager,
+  hostId: string,
+  need: { vcpus: number; ramMb: number; diskGb: number },
+  settings: SchedulerSettings,
+): Promise<boolean> {
+  await em.execute('savepoint host_claim');
+  const fits = await fitsOnHost(em, hostId, need, settings);
+  await em.execute(fits ? 'release savepoint host_claim' : 'rollback to savepoint host_claim');
+  return fits;
+}
+
+async function fitsOnHost(
   em: EntityManager,
   hostId: string,
   need: { vcpus: number; ramMb: number; diskGb: number },
