@@ -5,16 +5,21 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
+import { PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { instanceHandlers } from './api/instance-service.ts';
 import { inventoryHandlers } from './api/inventory-service.ts';
 import { RpcMetrics } from './api/metrics.ts';
+import { powerHandlers } from './api/power-service.ts';
 import { addReflection } from './api/reflection.ts';
 import { implement, type Method } from './api/rpc.ts';
 import { schedulerHandlers } from './api/scheduler-service.ts';
 import { Placement } from './conductor/placement.ts';
+import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
+import { PowerManager } from './drivers/power/power-manager.ts';
+import { createPowerDrivers } from './drivers/power/registry.ts';
 import { createHttpServer } from './http/server.ts';
 import type { Logger } from './log/logger.ts';
 import { HostStateCache } from './store/host-states.ts';
@@ -48,6 +53,8 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       log.info({ file: join(config.dataDir, 'admin.token') }, 'first start: admin token written');
     }
     const metrics = new RpcMetrics();
+    const power = new PowerManager({ drivers: createPowerDrivers(), log });
+    const powerSync = new PowerSync({ db, secrets, power, log });
     const placement = new Placement(new Scheduler(config.scheduler), new HostStateCache(db));
     const services: [grpc.ServiceDefinition, Record<string, Method<never, unknown>>][] = [
       [
@@ -56,6 +63,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       ],
       [SchedulerServiceService, schedulerHandlers(placement)],
       [InstanceServiceService, instanceHandlers(placement)],
+      [PowerServiceService, powerHandlers({ secrets, power })],
     ];
     const server = new grpc.Server();
     for (const [definition, handlers] of services) {
@@ -82,6 +90,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       http.listen(httpPort, httpHost, () => resolve());
     });
     const httpAddress = `${httpHost}:${(http.address() as AddressInfo).port}`;
+    powerSync.start();
     log.info(
       { grpc: grpcAddress, http: httpAddress, database: config.databaseLocation.kind },
       'controller serving',
@@ -103,6 +112,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         });
         await new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeAllConnections();
+        await powerSync.stop();
         await db.close();
         log.info('controller stopped');
       },

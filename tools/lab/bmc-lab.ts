@@ -125,6 +125,38 @@ export class SimBmc {
     if (!this.#exited) process.kill(this.simPid, 'SIGCONT');
   }
 
+  /**
+   * Fills the BMC's session table with half-open RMCP+ sessions (Open Session
+   * Requests never followed by RAKP), as a crowd of clients does. ipmi_sim
+   * holds 64; until it drops them (≈ 30 s) every login gets "insufficient
+   * resources for session". Resolves once the BMC refused one.
+   */
+  async exhaustSessions(): Promise<void> {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    try {
+      const refused = new Promise<void>((resolve) =>
+        socket.on('message', (reply) => {
+          // RMCP (4) + session header (12) + length (2), then tag, status: 0x01 = insufficient resources.
+          if (reply.length > 17 && reply[17] === 0x01) resolve();
+        }),
+      );
+      for (let i = 0; i < 100; i++) {
+        const payload = Buffer.alloc(32);
+        payload.writeUInt8(0x04, 1); // requested privilege: administrator
+        payload.writeUInt32LE(0x1a000000 + i, 4); // console session id
+        payload.set([0x00, 0, 0, 8, 1, 0, 0, 0], 8); // authentication: RAKP-HMAC-SHA1
+        payload.set([0x01, 0, 0, 8, 1, 0, 0, 0], 16); // integrity: HMAC-SHA1-96
+        payload.set([0x02, 0, 0, 8, 1, 0, 0, 0], 24); // confidentiality: AES-CBC-128
+        const header = Buffer.from('0600ff07061000000000000000002000', 'hex'); // RMCP+, Open Session Request
+        socket.send(Buffer.concat([header, payload]), this.port, this.host);
+      }
+      await refused;
+    } finally {
+      socket.close();
+    }
+  }
+
   /** Hard-kills the virtual node (its whole process group). */
   killNode(): void {
     const pid = this.nodePid();

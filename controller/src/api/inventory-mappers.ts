@@ -6,8 +6,13 @@ import type {
   Project as ProjectMessage,
   Switch as SwitchMessage,
 } from '../../../build/gen/ingot/v1/inventory.ts';
-import { ProvisionState as ProvisionStateEnum } from '../../../build/gen/ingot/v1/inventory.ts';
+import {
+  PowerState as PowerStateEnum,
+  ProvisionState as ProvisionStateEnum,
+} from '../../../build/gen/ingot/v1/inventory.ts';
 import type { ProvisionState } from '../domain/provision-state.ts';
+import { bmcOptionsToInput } from '../drivers/power/bmc-options.ts';
+import type { PowerState } from '../drivers/power/power-driver.ts';
 import type { Aggregate } from '../store/entities/aggregate.ts';
 import type { Flavor } from '../store/entities/flavor.ts';
 import type { Host } from '../store/entities/host.ts';
@@ -71,7 +76,20 @@ export function nodeToProto(n: Node): NodeMessage {
     instanceId: n.instanceId ?? '',
     createTime: n.createdAt,
     updateTime: n.updatedAt,
+    powerState: powerStateToProto(n.powerState),
+    powerStateTime: n.powerStateTime ?? undefined,
+    expectedPowerState: powerStateToProto(n.expectedPowerState),
+    powerDriftTime: n.powerDriftTime ?? undefined,
+    powerError: n.powerError ?? '',
+    bmcOptions: bmcOptionsToInput(n.bmcOptions),
   };
+}
+
+/** `on` ⇄ POWER_STATE_ON; unknown (null) is UNSPECIFIED. */
+export function powerStateToProto(state: PowerState | null | undefined): PowerStateEnum {
+  if (state === 'on') return PowerStateEnum.POWER_STATE_ON;
+  if (state === 'off') return PowerStateEnum.POWER_STATE_OFF;
+  return PowerStateEnum.POWER_STATE_UNSPECIFIED;
 }
 
 export function projectToProto(p: Project): ProjectMessage {

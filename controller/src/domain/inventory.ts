@@ -1,3 +1,4 @@
+import { parseBmcOptions } from '../drivers/power/bmc-options.ts';
 import { bool, type FieldSpec, normalized, oneOf, positiveInt, stringMap, text } from './fields.ts';
 import {
   BMC_ADDRESS_HINT,
@@ -66,6 +67,7 @@ export const NODE_FIELDS: readonly FieldSpec[] = [
   { name: 'switch_port', key: 'switchPort', parse: text(64) },
   { name: 'maintenance', key: 'maintenance', parse: bool },
   { name: 'maintenance_reason', key: 'maintenanceReason', parse: text(1024) },
+  { name: 'bmc_options', key: 'bmcOptions', parse: parseBmcOptions },
 ];
 
 export const PROJECT_FIELDS: readonly FieldSpec[] = [

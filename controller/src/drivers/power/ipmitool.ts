@@ -151,6 +151,8 @@ const UNSUPPORTED = [
 const UNREACHABLE = [
   /Get Auth Capabilities error/i,
   /No response from remote controller/i,
+  // A late answer to a retransmitted request: the BMC is slow, not wrong.
+  /IPMI Request Match NOT FOUND/i,
   /Address lookup for .* failed/i,
   /Connection refused/i,
   /Unable to establish IPMI v2 \/ RMCP\+ session/i,
@@ -168,7 +170,8 @@ export function classifyIpmitoolFailure(
   const lines = `${out.stderr}\n${out.stdout}`
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !NOISE.some((n) => n.test(l)));
+    .filter((l) => l !== '' && !NOISE.some((n) => n.test(l)))
+    .map((l) => l.replace(/^>\s*/, ''));
   const find = (patterns: RegExp[]) => lines.find((l) => patterns.some((p) => p.test(l)));
   let line = find(AUTH);
   if (line) return new BmcAuthError(fields(line));

@@ -30,7 +30,7 @@ export interface NodeBmcColumns {
   name: string;
   bmcAddress: string;
   bmcUsername: string;
-  bmcPasswordSealed: string | null;
+  bmcPasswordSealed?: string | null;
   powerDriver: string;
   bmcOptions?: StoredBmcOptions | null;
 }
