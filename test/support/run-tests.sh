@@ -22,6 +22,9 @@ TEST_DEBS=(
   python3-protobuf
   procps           # ps, pgrep, pkill
   iproute2         # ip, ss
+  openipmi         # ipmi_sim: the simulated BMCs of tools/lab
+  ipmitool         # the ipmitool power driver
+  freeipmi-tools   # the freeipmi power driver (ipmipower, ipmi-chassis-config)
 )
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
