@@ -2,8 +2,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerAggregateCommands } from './commands/aggregate.ts';
 import { registerFlavorCommands } from './commands/flavor.ts';
 import { registerHostCommands } from './commands/host.ts';
+import { registerInstanceCommands } from './commands/instance.ts';
 import { registerNodeCommands } from './commands/node.ts';
 import { registerProjectCommands } from './commands/project.ts';
+import { registerScheduleCommands } from './commands/schedule.ts';
 import { registerSwitchCommands } from './commands/switch.ts';
 import { DEFAULT_ENDPOINT, type Inventory, openInventory, resolveConnectionSettings } from './connection.ts';
 import type { CommandContext } from './context.ts';
@@ -58,6 +60,8 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
     registerFlavorCommands,
     registerAggregateCommands,
     registerHostCommands,
+    registerInstanceCommands,
+    registerScheduleCommands,
   ]) {
     register(program, ctx);
   }
@@ -80,7 +84,7 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
 function buildProgram(io: BmctlIo): Command {
   return new Command('bmctl')
     .description(
-      'Operate an Ingot controller: switches, nodes, projects, flavors, aggregates, hypervisor hosts.',
+      'Operate an Ingot controller: switches, nodes, projects, flavors, aggregates, hypervisor hosts, instances and the scheduler.',
     )
     .option(
       '--endpoint <host:port>',

@@ -2,12 +2,15 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   type CallOptions,
+  type Client,
   type ClientUnaryCall,
   credentials,
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { InstanceServiceClient, InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceClient } from '../../build/gen/ingot/v1/inventory.ts';
+import { SchedulerServiceClient, SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { BmctlError } from './errors.ts';
 
 /** @default the controller's default listen address */
@@ -72,34 +75,48 @@ type UnaryMethod<Req, Res> = (
   callback: (err: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
 
-/** Names of InventoryService's RPCs in the client's camelCase, e.g. `getSwitch`. */
-export type InventoryRpc = {
-  [K in keyof InventoryServiceClient]: InventoryServiceClient[K] extends UnaryMethod<never, unknown>
-    ? K
-    : never;
-}[keyof InventoryServiceClient];
-export type RequestOf<K extends InventoryRpc> =
-  InventoryServiceClient[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
-export type ResponseOf<K extends InventoryRpc> =
-  InventoryServiceClient[K] extends UnaryMethod<never, infer Res> ? Res : never;
+/** Names of one generated client's RPCs in its camelCase, e.g. `getSwitch`. */
+type RpcOf<C> = {
+  [K in keyof C]: C[K] extends UnaryMethod<never, unknown> ? K : never;
+}[keyof C];
 
-/** The controller's InventoryService as promises; close it when done. */
+/** Names of InventoryService's RPCs, e.g. `getSwitch`. */
+export type InventoryRpc = RpcOf<InventoryServiceClient>;
+/** Every RPC bmctl makes: InventoryService's, InstanceService's and SchedulerService's (no name is in two). */
+export type ControllerRpc = InventoryRpc | RpcOf<InstanceServiceClient> | RpcOf<SchedulerServiceClient>;
+type Clients = InventoryServiceClient & InstanceServiceClient & SchedulerServiceClient;
+export type RequestOf<K extends ControllerRpc> =
+  Clients[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
+export type ResponseOf<K extends ControllerRpc> =
+  Clients[K] extends UnaryMethod<never, infer Res> ? Res : never;
+
+/** The controller's services (inventory, instances, scheduler) as promises; close it when done. */
 export interface Inventory {
   readonly endpoint: string;
   /** Makes one call with the bearer token and a 30 s deadline; rejects with the grpc-js ServiceError. */
-  call<K extends InventoryRpc>(rpc: K, request: RequestOf<K>): Promise<ResponseOf<K>>;
+  call<K extends ControllerRpc>(rpc: K, request: RequestOf<K>): Promise<ResponseOf<K>>;
   close(): void;
 }
 
-/** Opens a plain-TCP channel; nothing is sent until the first call. */
+/** Opens one plain-TCP channel that every service's calls share; nothing is sent until the first call. */
 export function openInventory(settings: ConnectionSettings): Inventory {
-  const client = new InventoryServiceClient(settings.endpoint, credentials.createInsecure());
+  const insecure = credentials.createInsecure();
+  const inventory = new InventoryServiceClient(settings.endpoint, insecure);
+  const shared = { channelOverride: inventory.getChannel() };
+  const instances = new InstanceServiceClient(settings.endpoint, insecure, shared);
+  const scheduler = new SchedulerServiceClient(settings.endpoint, insecure, shared);
+  const clientFor = (rpc: ControllerRpc): Client =>
+    rpc in InstanceServiceService ? instances : rpc in SchedulerServiceService ? scheduler : inventory;
   return {
     endpoint: settings.endpoint,
     call(rpc, request) {
       const metadata = new Metadata();
       if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);
-      const method = client[rpc] as unknown as UnaryMethod<typeof request, ResponseOf<typeof rpc>>;
+      const client = clientFor(rpc);
+      const method = (client as unknown as Record<string, unknown>)[rpc] as UnaryMethod<
+        typeof request,
+        ResponseOf<typeof rpc>
+      >;
       return new Promise((resolvePromise, reject) => {
         method.call(client, request, metadata, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, response) =>
           err ? reject(err) : resolvePromise(response),
@@ -107,7 +124,8 @@ export function openInventory(settings: ConnectionSettings): Inventory {
       });
     },
     close() {
-      client.close();
+      // The channel is shared: closing it once ends every client's calls.
+      inventory.close();
     },
   };
 }

@@ -28,6 +28,9 @@ export class UsageError extends BmctlError {
 const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 const BAD_REQUEST_TYPE = 'type.googleapis.com/google.rpc.BadRequest';
 const ERROR_INFO_TYPE = 'type.googleapis.com/google.rpc.ErrorInfo';
+/** ErrorInfo reason of a boot the scheduler found no host for (RESOURCE_EXHAUSTED). */
+const NO_VALID_HOST = 'NO_VALID_HOST';
+const NO_VALID_HOST_PHRASE = 'no valid host';
 
 /** What the controller said about a failed call, decoded from its `google.rpc.Status` trailer. */
 export interface StatusDetails {
@@ -94,6 +97,11 @@ export function describeServiceError(err: ServiceError, endpoint: string): strin
   }
   if (details === undefined && err.code === status.DEADLINE_EXCEEDED) {
     return `the controller at ${endpoint} did not answer in time; retry, or check its log`;
+  }
+  if (details?.reason === NO_VALID_HOST) {
+    // The scheduler's message names the filter that emptied the list; `resource exhausted` would only hide it.
+    const message = oneLine(details.message);
+    return message.startsWith(NO_VALID_HOST_PHRASE) ? message : `${NO_VALID_HOST_PHRASE}: ${message}`;
   }
   const text =
     details !== undefined && details.violations.length > 0

@@ -72,6 +72,11 @@ export class Printer {
     }
   }
 
+  /** Output with a layout of its own, e.g. a filter trace: `text` (whole lines) for people, `json` for scripts. */
+  report(rendered: { text: () => string; json: () => unknown }): void {
+    this.#write(this.format === 'json' ? `${JSON.stringify(rendered.json(), null, 2)}\n` : rendered.text());
+  }
+
   /** A confirmation for people, e.g. `switch tor1 deleted`; scripts get nothing (the RPC returned Empty). */
   done(text: string): void {
     if (this.format === 'table') this.#write(`${text}\n`);

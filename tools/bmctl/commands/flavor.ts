@@ -93,3 +93,13 @@ export function registerFlavorCommands(program: Command, ctx: CommandContext): v
       ctx.printer().done(`flavor ${id} deleted`);
     });
 }
+
+/** Flavor ids to names, for tables that show an instance's flavor. */
+export async function flavorNamesById(ctx: CommandContext): Promise<Map<string, string>> {
+  const inventory = await ctx.inventory();
+  const flavors = await listAll(async (page) => {
+    const res = await inventory.call('listFlavors', page);
+    return { items: res.flavors, nextPageToken: res.nextPageToken };
+  });
+  return new Map(flavors.map((f) => [f.id, f.name]));
+}

@@ -75,3 +75,13 @@ export function registerProjectCommands(program: Command, ctx: CommandContext): 
       ctx.printer().done(`project ${id} deleted`);
     });
 }
+
+/** Project ids to names, for tables that show an instance's project. */
+export async function projectNamesById(ctx: CommandContext): Promise<Map<string, string>> {
+  const inventory = await ctx.inventory();
+  const projects = await listAll(async (page) => {
+    const res = await inventory.call('listProjects', page);
+    return { items: res.projects, nextPageToken: res.nextPageToken };
+  });
+  return new Map(projects.map((p) => [p.id, p.name]));
+}
