@@ -9,6 +9,7 @@ import { createPowerDrivers } from '../../controller/src/drivers/power/registry.
 import { createLogger } from '../../controller/src/log/logger.ts';
 import { SecretBox } from '../../controller/src/store/secrets.ts';
 import { createToken } from '../../controller/src/store/tokens.ts';
+import { runBmctl } from '../../tools/bmctl/cli.ts';
 import { type BmcLab, freeUdpPort, startBmcLab } from '../../tools/lab/bmc-lab.ts';
 import {
   BACKENDS,
@@ -43,6 +44,23 @@ describe.each(BACKENDS)('PowerService on %s', (backend) => {
         ...fields,
       },
     });
+
+  async function bmctl(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    let stdout = '';
+    let stderr = '';
+    const code = await runBmctl(argv, {
+      env: { INGOT_ENDPOINT: controller.address, INGOT_TOKEN: controller.token },
+      stdout: (text) => {
+        stdout += text;
+      },
+      stderr: (text) => {
+        stderr += text;
+      },
+      readStdin: async () => '',
+      cwd: controller.dataDir,
+    });
+    return { code, stdout, stderr };
+  }
 
   beforeAll(async () => {
     lab = await startBmcLab({ count: 3 });
@@ -222,5 +240,57 @@ describe.each(BACKENDS)('PowerService on %s', (backend) => {
     await power.call('setPower', { node: 'freeipmi-node', action: PowerAction.POWER_ACTION_ON });
     await sync.runOnce();
     expect((await inventory.call('getNode', { id: 'freeipmi-node' })).powerDriftTime).toBeUndefined();
+  });
+
+  it('bmctl node power, boot-device and bmc-options', async () => {
+    expect(await bmctl('node', 'power', 'on', 'ipmitool-node')).toMatchObject({ code: 0, stderr: '' });
+    expect(lab.bmcs[0]?.nodePid()).toBeDefined();
+    const status = await bmctl('node', 'power', 'status', 'ipmitool-node', '-o', 'json');
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      node_name: 'ipmitool-node',
+      power_state: 'POWER_STATE_ON',
+    });
+    const off = await bmctl('node', 'power', 'off', 'ipmitool-node');
+    expect(off.stdout).toMatch(/^power_state\s+off$/m);
+    expect(off.stdout).toMatch(/^commands_sent\s+off$/m);
+    expect(lab.bmcs[0]?.nodePid()).toBeUndefined();
+
+    const set = await bmctl('node', 'boot-device', 'freeipmi-node', 'pxe', '--persistent');
+    expect(set).toMatchObject({ code: 0, stderr: '' });
+    expect(set.stdout).toMatch(/^boot_device\s+pxe$/m);
+    expect((await bmctl('node', 'boot-device', 'freeipmi-node')).stdout).toMatch(/^boot_device\s+pxe$/m);
+    expect(lab.bmcs[1]?.bootDevice()).toBe('pxe');
+
+    const refused = await bmctl('node', 'power', 'on', 'wrong-password');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /^bmctl: failed precondition: BMC 127\.0\.0\.1:\d+ refused the credentials: RAKP 2 HMAC is invalid/,
+    );
+    const unreachable = await bmctl('node', 'power', 'status', 'no-bmc-there');
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/^bmctl: unavailable: BMC 127\.0\.0\.1:\d+ did not answer/);
+    expect((await bmctl('node', 'power', 'on', 'ipmitool-node', '--soft-timeout', '5')).code).toBe(2);
+
+    const tuned = await bmctl(
+      'node',
+      'bmc-options',
+      'freeipmi-node',
+      '--bmc-retries',
+      '1',
+      '--cipher-suite',
+      '17',
+      '-o',
+      'json',
+    );
+    expect(JSON.parse(tuned.stdout).bmc_options).toEqual({
+      cipher_suite: 17,
+      freeipmi_workarounds: ['opensesspriv'],
+      timeout_ms: 1000,
+      retries: 1,
+      power_wait_ms: 60000,
+    });
+    // Back to what the lab BMC speaks.
+    expect((await bmctl('node', 'bmc-options', 'freeipmi-node', '--cipher-suite', '3')).code).toBe(0);
+    expect((await bmctl('node', 'power', 'status', 'freeipmi-node')).code).toBe(0);
   });
 });

@@ -10,6 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { InstanceServiceClient, InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceClient } from '../../build/gen/ingot/v1/inventory.ts';
+import { PowerServiceClient, PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceClient, SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { BmctlError } from './errors.ts';
 
@@ -82,9 +83,13 @@ type RpcOf<C> = {
 
 /** Names of InventoryService's RPCs, e.g. `getSwitch`. */
 export type InventoryRpc = RpcOf<InventoryServiceClient>;
-/** Every RPC bmctl makes: InventoryService's, InstanceService's and SchedulerService's (no name is in two). */
-export type ControllerRpc = InventoryRpc | RpcOf<InstanceServiceClient> | RpcOf<SchedulerServiceClient>;
-type Clients = InventoryServiceClient & InstanceServiceClient & SchedulerServiceClient;
+/** Every RPC bmctl makes: InventoryService's, InstanceService's, SchedulerService's and PowerService's (no name is in two). */
+export type ControllerRpc =
+  | InventoryRpc
+  | RpcOf<InstanceServiceClient>
+  | RpcOf<SchedulerServiceClient>
+  | RpcOf<PowerServiceClient>;
+type Clients = InventoryServiceClient & InstanceServiceClient & SchedulerServiceClient & PowerServiceClient;
 export type RequestOf<K extends ControllerRpc> =
   Clients[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
 export type ResponseOf<K extends ControllerRpc> =
@@ -93,8 +98,15 @@ export type ResponseOf<K extends ControllerRpc> =
 /** The controller's services (inventory, instances, scheduler) as promises; close it when done. */
 export interface Inventory {
   readonly endpoint: string;
-  /** Makes one call with the bearer token and a 30 s deadline; rejects with the grpc-js ServiceError. */
-  call<K extends ControllerRpc>(rpc: K, request: RequestOf<K>): Promise<ResponseOf<K>>;
+  /**
+   * Makes one call with the bearer token and a deadline (30 s unless `timeoutMs` says otherwise, as
+   * power changes that wait for the chassis do); rejects with the grpc-js ServiceError.
+   */
+  call<K extends ControllerRpc>(
+    rpc: K,
+    request: RequestOf<K>,
+    opts?: { timeoutMs?: number },
+  ): Promise<ResponseOf<K>>;
   close(): void;
 }
 
@@ -105,11 +117,18 @@ export function openInventory(settings: ConnectionSettings): Inventory {
   const shared = { channelOverride: inventory.getChannel() };
   const instances = new InstanceServiceClient(settings.endpoint, insecure, shared);
   const scheduler = new SchedulerServiceClient(settings.endpoint, insecure, shared);
+  const power = new PowerServiceClient(settings.endpoint, insecure, shared);
   const clientFor = (rpc: ControllerRpc): Client =>
-    rpc in InstanceServiceService ? instances : rpc in SchedulerServiceService ? scheduler : inventory;
+    rpc in InstanceServiceService
+      ? instances
+      : rpc in SchedulerServiceService
+        ? scheduler
+        : rpc in PowerServiceService
+          ? power
+          : inventory;
   return {
     endpoint: settings.endpoint,
-    call(rpc, request) {
+    call(rpc, request, opts = {}) {
       const metadata = new Metadata();
       if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);
       const client = clientFor(rpc);
@@ -118,8 +137,12 @@ export function openInventory(settings: ConnectionSettings): Inventory {
         ResponseOf<typeof rpc>
       >;
       return new Promise((resolvePromise, reject) => {
-        method.call(client, request, metadata, { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, response) =>
-          err ? reject(err) : resolvePromise(response),
+        method.call(
+          client,
+          request,
+          metadata,
+          { deadline: Date.now() + (opts.timeoutMs ?? CALL_TIMEOUT_MS) },
+          (err, response) => (err ? reject(err) : resolvePromise(response)),
         );
       });
     },

@@ -1,13 +1,24 @@
 import { Argument, type Command, Option } from 'commander';
 import {
+  type BmcOptions,
   CreateNodeRequest,
   ListNodesRequest,
   type Node,
+  PowerState,
   type ProvisionState,
+  powerStateToJSON,
   provisionStateToJSON,
   UpdateNodeRequest,
 } from '../../../build/gen/ingot/v1/inventory.ts';
 import {
+  BootDevice,
+  type BootDeviceSetting,
+  bootDeviceToJSON,
+  type NodePower,
+  PowerAction,
+} from '../../../build/gen/ingot/v1/power.ts';
+import {
+  collect,
   eitherOf,
   parseProvisionState,
   parseWholeNumber,
@@ -23,6 +34,8 @@ import { formatTime, toProtoJson, type View, yesNo } from '../output.ts';
 import { switchNamesById } from './switch.ts';
 
 export const POWER_DRIVERS = ['ipmitool', 'freeipmi'] as const;
+/** Deadline of a power change: the controller waits for the chassis (the node's power_wait_ms, 60 s by default). */
+const POWER_CALL_TIMEOUT_MS = 150_000;
 
 /**
  * How nodes print. `switchNames` maps switch ids to names so tables show
@@ -66,13 +79,130 @@ export function nodeView(switchNames: ReadonlyMap<string, string> = new Map()): 
       ['instance_id', n.instanceId],
       ['create_time', formatTime(n.createTime)],
       ['update_time', formatTime(n.updateTime)],
+      ['power_state', powerStateName(n.powerState)],
+      ['power_state_time', formatTime(n.powerStateTime)],
+      ['expected_power', powerStateName(n.expectedPowerState)],
+      ['power_drift_time', formatTime(n.powerDriftTime)],
+      ['power_error', n.powerError],
+      ['bmc_cipher_suite', n.bmcOptions ? String(n.bmcOptions.cipherSuite) : ''],
+      ['bmc_workarounds', n.bmcOptions?.freeipmiWorkarounds.join(',') ?? ''],
+      ['bmc_timeout_ms', n.bmcOptions ? String(n.bmcOptions.timeoutMs) : ''],
+      ['bmc_retries', String(n.bmcOptions?.retries ?? '')],
+      ['power_wait_ms', n.bmcOptions ? String(n.bmcOptions.powerWaitMs) : ''],
     ],
-    json: (n) =>
-      toProtoJson(n, {
+    json: (n) => {
+      const json = toProtoJson(n, {
         omit: ['bmcPassword'],
-        enums: { provisionState: (v) => provisionStateToJSON(v as ProvisionState) },
-      }),
+        enums: {
+          provisionState: (v) => provisionStateToJSON(v as ProvisionState),
+          powerState: (v) => powerStateToJSON(v as PowerState),
+          expectedPowerState: (v) => powerStateToJSON(v as PowerState),
+        },
+      });
+      if (n.bmcOptions) json.bmc_options = toProtoJson(n.bmcOptions);
+      return json;
+    },
   };
+}
+
+/** `POWER_STATE_ON` → `on`; unknown → ``. */
+function powerStateName(state: PowerState): string {
+  if (state === PowerState.POWER_STATE_ON) return 'on';
+  if (state === PowerState.POWER_STATE_OFF) return 'off';
+  return '';
+}
+
+/** How power results print. */
+export const nodePowerView: View<NodePower> = {
+  columns: [
+    { header: 'NODE', value: (p) => p.nodeName },
+    { header: 'POWER', value: (p) => powerStateName(p.powerState) },
+  ],
+  fields: (p) => [
+    ['node', p.nodeName],
+    ['power_state', powerStateName(p.powerState)],
+    ['observe_time', formatTime(p.observeTime)],
+    ['commands_sent', p.commandsSent.join(', ')],
+    ['forced_off', yesNo(p.forcedOff)],
+  ],
+  json: (p) => toProtoJson(p, { enums: { powerState: (v) => powerStateToJSON(v as PowerState) } }),
+};
+
+const BOOT_DEVICE_NAMES: Record<number, string> = {
+  [BootDevice.BOOT_DEVICE_PXE]: 'pxe',
+  [BootDevice.BOOT_DEVICE_DISK]: 'disk',
+  [BootDevice.BOOT_DEVICE_NONE]: 'none',
+  [BootDevice.BOOT_DEVICE_OTHER]: 'other',
+};
+
+export const bootDeviceView: View<BootDeviceSetting> = {
+  columns: [{ header: 'DEVICE', value: (b) => BOOT_DEVICE_NAMES[b.device] ?? '' }],
+  fields: (b) => [
+    ['node', b.node],
+    ['boot_device', BOOT_DEVICE_NAMES[b.device] ?? ''],
+    ['persistent', yesNo(b.persistent)],
+    ['uefi', yesNo(b.uefi)],
+  ],
+  json: (b) => toProtoJson(b, { enums: { device: (v) => bootDeviceToJSON(v as BootDevice) } }),
+};
+
+/** `bmctl node power <action>` → PowerService action; `status` reads instead. */
+export const POWER_ACTIONS = {
+  on: PowerAction.POWER_ACTION_ON,
+  off: PowerAction.POWER_ACTION_OFF,
+  'soft-off': PowerAction.POWER_ACTION_SOFT_OFF,
+  reset: PowerAction.POWER_ACTION_RESET,
+  cycle: PowerAction.POWER_ACTION_CYCLE,
+} as const;
+
+/** Flags that set a node's BMC options (`node add`, `node bmc-options`). */
+export interface BmcOptionFlags {
+  cipherSuite?: number;
+  freeipmiWorkaround?: string[];
+  bmcTimeoutMs?: number;
+  bmcRetries?: number;
+  powerWaitMs?: number;
+}
+
+/** The BmcOptions message from the flags; undefined when none was given. */
+export function bmcOptionsFromFlags(opts: BmcOptionFlags): BmcOptions | undefined {
+  if (
+    opts.cipherSuite === undefined &&
+    opts.freeipmiWorkaround === undefined &&
+    opts.bmcTimeoutMs === undefined &&
+    opts.bmcRetries === undefined &&
+    opts.powerWaitMs === undefined
+  ) {
+    return undefined;
+  }
+  return {
+    cipherSuite: opts.cipherSuite ?? 0,
+    freeipmiWorkarounds: opts.freeipmiWorkaround ?? [],
+    timeoutMs: opts.bmcTimeoutMs ?? 0,
+    retries: opts.bmcRetries,
+    powerWaitMs: opts.powerWaitMs ?? 0,
+  };
+}
+
+function addBmcOptionFlags(command: Command): Command {
+  return command
+    .option('--cipher-suite <id>', 'IPMI 2.0 cipher suite (default 3)', parseWholeNumber)
+    .option(
+      '--freeipmi-workaround <flag>',
+      'FreeIPMI workaround flag, e.g. opensesspriv; repeat for several',
+      collect,
+    )
+    .option('--bmc-timeout-ms <ms>', 'how long one BMC command may take (default 10000)', parseWholeNumber)
+    .option('--bmc-retries <n>', 'retries of an unreachable or busy BMC (default 2)', parseNonNegative)
+    .option(
+      '--power-wait-ms <ms>',
+      'how long a power change may take to show (default 60000)',
+      parseWholeNumber,
+    );
+}
+
+function parseNonNegative(value: string): number {
+  return value.trim() === '0' ? 0 : parseWholeNumber(value);
 }
 
 /** The seed's ten positional arguments, each optional when its flag is used instead. */
@@ -89,7 +219,7 @@ export type NodeAddArguments = [
   switchPort?: string,
 ];
 
-export interface NodeAddOptions {
+export interface NodeAddOptions extends BmcOptionFlags {
   name?: string;
   powerDriver?: string;
   ip?: string;
@@ -138,6 +268,7 @@ export async function nodeAddRequest(
       powerDriver: opts.powerDriver,
       switchId: eitherOf(switchId, opts.switch, { argument: '<switchid>', flag: '--switch' }),
       switchPort: eitherOf(switchPort, opts.switchPort, { argument: '<switchport>', flag: '--switch-port' }),
+      bmcOptions: bmcOptionsFromFlags(opts),
     },
   });
 }
@@ -183,7 +314,7 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
   const viewFor = async (): Promise<View<Node>> =>
     nodeView(ctx.printer().format === 'table' ? await switchNamesById(ctx) : undefined);
 
-  noun
+  const add = noun
     .command('add')
     .description(
       'Register a node. Give the fields positionally, as in ' +
@@ -218,17 +349,17 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
       'read the BMC password from this file (`-`: stdin) instead of <ipmipass>',
     )
     .option('--switch <switch>', 'instead of <switchid>')
-    .option('--switch-port <port>', 'instead of <switchport>')
-    .action(async (...params: unknown[]) => {
-      const request = await nodeAddRequest(
-        params.slice(0, 10) as NodeAddArguments,
-        params[10] as NodeAddOptions,
-        ctx.secrets,
-      );
-      const inventory = await ctx.inventory();
-      const node = await inventory.call('createNode', request);
-      ctx.printer().one(node, await viewFor());
-    });
+    .option('--switch-port <port>', 'instead of <switchport>');
+  addBmcOptionFlags(add).action(async (...params: unknown[]) => {
+    const request = await nodeAddRequest(
+      params.slice(0, 10) as NodeAddArguments,
+      params[10] as NodeAddOptions,
+      ctx.secrets,
+    );
+    const inventory = await ctx.inventory();
+    const node = await inventory.call('createNode', request);
+    ctx.printer().one(node, await viewFor());
+  });
 
   noun
     .command('list')
@@ -282,4 +413,104 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
       const node = await inventory.call('updateNode', request);
       ctx.printer().one(node, await viewFor());
     });
+
+  noun
+    .command('power')
+    .description(
+      'Read or change a node’s power through its BMC. Changes return once the BMC reports the new state; ' +
+        '`soft-off` presses the ACPI power button and cuts power if the OS has not shut down in time.',
+    )
+    .addArgument(
+      new Argument('<action>', 'status, on, off, soft-off, reset or cycle').choices([
+        'status',
+        ...Object.keys(POWER_ACTIONS),
+      ]),
+    )
+    .argument('<node>', 'id or name')
+    .option(
+      '--soft-timeout <seconds>',
+      'soft-off only: how long the OS gets (default: the node’s power_wait_ms)',
+      parseWholeNumber,
+    )
+    .action(
+      async (action: 'status' | keyof typeof POWER_ACTIONS, node: string, opts: { softTimeout?: number }) => {
+        if (opts.softTimeout !== undefined && action !== 'soft-off') {
+          throw new UsageError('--soft-timeout only goes with soft-off');
+        }
+        const inventory = await ctx.inventory();
+        const result =
+          action === 'status'
+            ? await inventory.call('getPowerState', { node })
+            : await inventory.call(
+                'setPower',
+                { node, action: POWER_ACTIONS[action], softTimeoutMs: (opts.softTimeout ?? 0) * 1000 },
+                { timeoutMs: POWER_CALL_TIMEOUT_MS + (opts.softTimeout ?? 0) * 1000 },
+              );
+        ctx.printer().one(result, nodePowerView);
+      },
+    );
+
+  noun
+    .command('boot-device')
+    .description(
+      'Show a node’s boot device, or set it (pxe or disk) for the next boot, or every boot with --persistent',
+    )
+    .argument('<node>', 'id or name')
+    .addArgument(
+      new Argument('[device]', 'pxe or disk; without it, shows the current one').choices(['pxe', 'disk']),
+    )
+    .option('--persistent', 'for every boot, not only the next one')
+    .option('--uefi', 'UEFI boot rather than legacy BIOS')
+    .action(
+      async (
+        node: string,
+        device: 'pxe' | 'disk' | undefined,
+        opts: { persistent?: boolean; uefi?: boolean },
+      ) => {
+        if (device === undefined && (opts.persistent || opts.uefi)) {
+          throw new UsageError('--persistent and --uefi go with a device (pxe or disk)');
+        }
+        const inventory = await ctx.inventory();
+        const setting =
+          device === undefined
+            ? await inventory.call('getBootDevice', { node })
+            : await inventory.call('setBootDevice', {
+                node,
+                device: device === 'pxe' ? BootDevice.BOOT_DEVICE_PXE : BootDevice.BOOT_DEVICE_DISK,
+                persistent: opts.persistent ?? false,
+                uefi: opts.uefi ?? false,
+              });
+        ctx.printer().one(setting, bootDeviceView);
+      },
+    );
+
+  addBmcOptionFlags(
+    noun
+      .command('bmc-options')
+      .description(
+        'Change how Ingot talks to a node’s BMC; settings not given keep their value. ' +
+          'With --reset, back to the defaults.',
+      )
+      .argument('<node>', 'id or name')
+      .option('--reset', 'forget every override'),
+  ).action(async (id: string, opts: BmcOptionFlags & { reset?: boolean }) => {
+    const inventory = await ctx.inventory();
+    const current = (await inventory.call('getNode', { id })).bmcOptions;
+    const given = bmcOptionsFromFlags(opts);
+    if (!opts.reset && given === undefined) throw new UsageError('give at least one setting, or --reset');
+    const merged: BmcOptions | undefined = opts.reset
+      ? undefined
+      : {
+          cipherSuite: opts.cipherSuite ?? current?.cipherSuite ?? 0,
+          freeipmiWorkarounds: opts.freeipmiWorkaround ?? current?.freeipmiWorkarounds ?? [],
+          timeoutMs: opts.bmcTimeoutMs ?? current?.timeoutMs ?? 0,
+          retries: opts.bmcRetries ?? current?.retries,
+          powerWaitMs: opts.powerWaitMs ?? current?.powerWaitMs ?? 0,
+        };
+    const node = await inventory.call(
+      'updateNode',
+      UpdateNodeRequest.fromPartial({ node: { id, bmcOptions: merged }, updateMask: ['bmc_options'] }),
+    );
+    ctx.printer().one(node, await viewFor());
+  });
 }
