@@ -45,3 +45,7 @@ ci: ## Exactly what CI runs
 
 clean: ## Remove build products and the demo's data
 	rm -rf build ingot-data
+
+.PHONY: bench-power
+bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
+	bench/power/run.sh
