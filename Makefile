@@ -48,4 +48,4 @@ clean: ## Remove build products and the demo's data
 
 .PHONY: bench-power
 bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
-	bench/power/run.sh
+	@bench/power/run.sh
