@@ -21,8 +21,8 @@ import {
 } from '../support/controller.ts';
 
 const { PowerAction, BootDevice } = powerPb;
-/** What ipmi_sim needs; short timeouts keep the failure cases quick. */
-const LAB_BMC = { freeipmiWorkarounds: ['opensesspriv'], timeoutMs: 1_000, retries: 0 };
+/** What ipmi_sim needs; timeouts stay at the defaults (safety nets on a loaded machine). */
+const LAB_BMC = { freeipmiWorkarounds: ['opensesspriv'] };
 
 // PowerService through a real controller, its nodes' BMCs simulated by ipmi_sim.
 describe.each(BACKENDS)('PowerService on %s', (backend) => {
@@ -90,6 +90,8 @@ describe.each(BACKENDS)('PowerService on %s', (backend) => {
       bmcAddress: `127.0.0.1:${await freeUdpPort()}`,
       bmcUsername: 'admin',
       bmcPassword: 'x',
+      // Short: the tests wait for it to expire.
+      bmcOptions: { timeoutMs: 1_000, retries: 0 },
     });
   });
 
@@ -106,8 +108,8 @@ describe.each(BACKENDS)('PowerService on %s', (backend) => {
     expect(node.bmcOptions).toEqual({
       cipherSuite: 3,
       freeipmiWorkarounds: ['opensesspriv'],
-      timeoutMs: 1000,
-      retries: 0,
+      timeoutMs: 10000,
+      retries: 2,
       powerWaitMs: 60000,
     });
     expect(node.powerState).toBe(PowerState.POWER_STATE_UNSPECIFIED);
@@ -285,7 +287,7 @@ describe.each(BACKENDS)('PowerService on %s', (backend) => {
     expect(JSON.parse(tuned.stdout).bmc_options).toEqual({
       cipher_suite: 17,
       freeipmi_workarounds: ['opensesspriv'],
-      timeout_ms: 1000,
+      timeout_ms: 10000,
       retries: 1,
       power_wait_ms: 60000,
     });
