@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** ingot-controller: composition root only. */
+import * as grpc from '@grpc/grpc-js';
 import { ConfigError, loadConfig } from './config/config.ts';
 import { startController } from './controller.ts';
 import { createLogger } from './log/logger.ts';
@@ -13,6 +14,8 @@ try {
   process.exit(2);
 }
 const log = createLogger(config.logLevel);
+// grpc-js writes plain-text lines to stderr by default; failures reach the JSON log through our own handlers.
+grpc.setLogVerbosity(grpc.logVerbosity.NONE);
 try {
   const controller = await startController(config, log);
   let stopping = false;

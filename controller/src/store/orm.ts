@@ -29,6 +29,7 @@ export async function openDatabase(location: DatabaseLocation, log: Logger): Pro
     migrations: { migrationsList: MIGRATIONS, snapshot: false, transactional: true },
     allowGlobalContext: false,
     debug: ['info' as const],
+    colors: false,
     logger: (message: string) => log.debug({ component: 'orm' }, message),
   };
   let orm: Orm;
