@@ -46,6 +46,14 @@ ci: ## Exactly what CI runs
 clean: ## Remove build products and the demo's data
 	rm -rf build ingot-data
 
+AGENT_SRC := $(shell find agent -name '*.ts')
+
+build/ingot-agent: build/descriptors.binpb $(AGENT_SRC)
+	node agent/build.ts
+
+.PHONY: agent
+agent: build/ingot-agent ## Build the on-node agent: build/ingot-agent, one executable, no Node.js needed on the node
+
 .PHONY: bench-power
 bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
 	@bench/power/run.sh

@@ -56,7 +56,13 @@ export interface TestController {
 }
 
 export async function startTestController(
-  opts: { backend?: Backend; dataDir?: string; database?: string } = {},
+  opts: {
+    backend?: Backend;
+    dataDir?: string;
+    database?: string;
+    /** Extra controller flags, e.g. `--http-advertise-url`. */
+    args?: string[];
+  } = {},
 ): Promise<TestController> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'ingot-test-'));
   const database = opts.database ?? (await databaseFor(opts.backend ?? 'pglite'));
@@ -70,6 +76,7 @@ export async function startTestController(
       '127.0.0.1:0',
       '--log-level',
       'debug',
+      ...(opts.args ?? []),
     ],
     database ? { INGOT_DATABASE: database } : {},
   );

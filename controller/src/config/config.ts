@@ -52,6 +52,14 @@ const Settings = z
     dataDir: z.string().min(1).default('./ingot-data'),
     /** AES-256 key sealing BMC and switch passwords. @default <dataDir>/secret.key, created if missing */
     secretKeyFile: z.string().default(''),
+    /**
+     * Base URL (`http://host:port`) of the HTTP listener as agents and download links must use it, for
+     * when it differs from what they dialled (NAT, a proxy). @default http://<host the client dialled for
+     * gRPC>:<HTTP port>
+     */
+    httpAdvertiseUrl: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
+    /** The agent executable served at `/agent/ingot-agent`. @default <repository>/build/ingot-agent (`make agent`) */
+    agentBinary: z.string().default(''),
     /** pino level. @default info */
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     scheduler: SchedulerSettings.default(SchedulerSettings.parse({})),
@@ -74,6 +82,8 @@ const FLAGS = {
   'data-dir': 'dataDir',
   'secret-key-file': 'secretKeyFile',
   'log-level': 'logLevel',
+  'http-advertise-url': 'httpAdvertiseUrl',
+  'agent-binary': 'agentBinary',
 } as const;
 
 export class ConfigError extends Error {}

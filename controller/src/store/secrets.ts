@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 const KEY_BYTES = 32;
@@ -27,6 +27,15 @@ export class SecretBox {
     }
     const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
     return new SecretBox(key);
+  }
+
+  /**
+   * A 32-byte key for another purpose (e.g. `image-url-signing`), derived
+   * with HKDF-SHA256: controllers sharing the key file derive the same keys,
+   * and the sealing key itself never leaves this class.
+   */
+  derive(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `ingot:${purpose}`, KEY_BYTES));
   }
 
   /** `v1:` + base64(iv ‖ tag ‖ ciphertext). */

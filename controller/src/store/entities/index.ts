@@ -1,11 +1,14 @@
+import { AgentSessionSchema, AgentTokenSchema, NodeHardwareSchema } from './agent.ts';
 import { AggregateMemberSchema, AggregateSchema } from './aggregate.ts';
 import { ApiTokenSchema } from './api-token.ts';
 import { FlavorSchema } from './flavor.ts';
 import { HostSchema } from './host.ts';
+import { ImageSchema } from './image.ts';
 import { InstanceSchema } from './instance.ts';
 import { NodeSchema } from './node.ts';
 import { ProjectSchema } from './project.ts';
 import { SwitchSchema } from './switch.ts';
+import { TaskEventSchema, TaskSchema } from './task.ts';
 
 /** Every entity the controller persists, for the ORM's discovery. */
 export const ENTITIES = [
@@ -18,4 +21,10 @@ export const ENTITIES = [
   AggregateMemberSchema,
   ApiTokenSchema,
   InstanceSchema,
+  ImageSchema,
+  TaskSchema,
+  TaskEventSchema,
+  AgentTokenSchema,
+  AgentSessionSchema,
+  NodeHardwareSchema,
 ];

@@ -1,10 +1,12 @@
 import { Migration0001Inventory } from './0001-inventory.ts';
 import { Migration0002Power } from './0002-power.ts';
 import { Migration0003Instances } from './0003-instances.ts';
+import { Migration0005Agent } from './0005-agent.ts';
 
 /** Every migration, oldest first; applied at start on PGlite and PostgreSQL alike. */
 export const MIGRATIONS = [
   { name: '0001-inventory', class: Migration0001Inventory },
   { name: '0002-power', class: Migration0002Power },
   { name: '0003-instances', class: Migration0003Instances },
+  { name: '0005-agent', class: Migration0005Agent },
 ];

@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import type { DeployInstructions } from '../../../build/gen/ingot/v1/agent.ts';
+import { AlignedWriter } from '../disk/aligned-writer.ts';
+import { checkAllowed, describeDevice, openDisk } from '../disk/block-device.ts';
+import { endRanges, zeroRanges } from '../disk/zero.ts';
+import { HttpSource } from '../transport/http-source.ts';
+import type { TaskContext, TaskOutcomeValue } from './context.ts';
+import { Reason, TaskFailure } from './task-failure.ts';
+
+/** Decompressed bytes per chunk handed to the writer. @default 1 MiB */
+const INFLATE_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Streams an image onto a disk in one pass: HTTP (resumed with Range after
+ * a dropped connection) → SHA-256 of the bytes received → gunzip or zstd
+ * when compressed → large aligned writes, with no temporary file and fixed
+ * memory. The partition-table head is written last, after the digest and
+ * size checked out; on any failure after writing began, both ends of the
+ * disk (and of the image's span) are zeroed, so a corrupt or partial image
+ * never boots. An image larger than the disk is refused before anything
+ * is written.
+ */
+export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promise<TaskOutcomeValue> {
+  const { progress, signal, log } = ctx;
+  progress.update('checking', 0, spec.virtualSizeBytes);
+  const device = await describeDevice(spec.disk);
+  await checkAllowed(ctx.disks, spec.disk, device.real);
+  if (spec.virtualSizeBytes > device.sizeBytes) {
+    throw new TaskFailure(
+      Reason.IMAGE_TOO_LARGE,
+      `the image needs ${spec.virtualSizeBytes} bytes but ${spec.disk} has ${device.sizeBytes}; choose a larger disk or a smaller image`,
+      {
+        metadata: {
+          disk: spec.disk,
+          virtual_size_bytes: String(spec.virtualSizeBytes),
+          disk_size_bytes: String(device.sizeBytes),
+        },
+      },
+    );
+  }
+  const disk = await openDisk(spec.disk, ctx.disks);
+  const writer = new AlignedWriter({
+    handle: disk.handle,
+    buffered: disk.buffered,
+    direct: disk.direct,
+    logicalBlockBytes: disk.logicalBlockBytes,
+  });
+  log.info(
+    { disk: disk.path, direct: disk.direct, format: spec.format, bytes: spec.virtualSizeBytes },
+    'deploy started',
+  );
+  let wrote = false;
+  try {
+    const source = new HttpSource(spec.url, {
+      sizeBytes: spec.sizeBytes,
+      onResume: (offset, cause) => {
+        log.warn({ offset, err: cause }, 'image download interrupted; resuming');
+        progress.update(
+          'resuming',
+          writer.bytesAccepted,
+          spec.virtualSizeBytes,
+          `connection lost at byte ${offset} of the image; resuming there`,
+        );
+      },
+    });
+    const hash = createHash('sha256');
+    const digest = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    const sink = new Writable({
+      highWaterMark: 4 << 20,
+      write(chunk: Buffer, _encoding, done) {
+        if (writer.bytesAccepted + chunk.length > disk.sizeBytes) {
+          done(new TaskFailure(Reason.IMAGE_TOO_LARGE, `the image is larger than ${spec.disk}`));
+          return;
+        }
+        wrote = true;
+        writer.write(chunk).then(() => {
+          progress.update('writing', writer.bytesAccepted, spec.virtualSizeBytes);
+          done();
+        }, done);
+      },
+    });
+    progress.update('writing', 0, spec.virtualSizeBytes);
+    const inflater = inflaterFor(spec.format);
+    try {
+      if (inflater) await pipeline(source, digest, inflater, sink, { signal });
+      else await pipeline(source, digest, sink, { signal });
+    } catch (err) {
+      if (err instanceof TaskFailure || signal.aborted) throw err;
+      if (inflater && (err as { code?: string }).code?.startsWith('Z_')) {
+        throw new TaskFailure(
+          Reason.IMAGE_DATA_INVALID,
+          `the image is not valid ${spec.format} data: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      throw new TaskFailure(
+        Reason.DISK_WRITE_FAILED,
+        `writing ${spec.disk} failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    progress.update('syncing', writer.bytesAccepted, spec.virtualSizeBytes);
+    await writer.flush();
+    const sha256 = hash.digest('hex');
+    if (sha256 !== spec.sha256.toLowerCase()) {
+      throw new TaskFailure(
+        Reason.DIGEST_MISMATCH,
+        `the image received hashes to ${sha256}, not ${spec.sha256}; its partition tables were wiped, deploy again`,
+        { metadata: { expected: spec.sha256, actual: sha256 } },
+      );
+    }
+    if (spec.virtualSizeBytes > 0 && writer.bytesAccepted !== spec.virtualSizeBytes) {
+      throw new TaskFailure(
+        Reason.SIZE_MISMATCH,
+        `the image decompressed to ${writer.bytesAccepted} bytes, not the announced ${spec.virtualSizeBytes}`,
+      );
+    }
+    await writer.commit();
+    progress.update('done', writer.bytesWritten, spec.virtualSizeBytes);
+    log.info({ disk: disk.path, bytes: writer.bytesWritten, sha256 }, 'deploy finished');
+    return { sha256, bytesWritten: writer.bytesWritten };
+  } catch (err) {
+    if (wrote) {
+      progress.update(
+        'wiping',
+        0,
+        0,
+        'the deploy failed; wiping the partition tables so the disk does not boot a partial image',
+      );
+      await zeroRanges(disk, endRanges(disk.sizeBytes, writer.bytesAccepted)).catch((wipeErr: unknown) =>
+        log.error({ err: wipeErr }, 'could not wipe the partition tables after a failed deploy'),
+      );
+    }
+    throw err;
+  } finally {
+    await disk.close();
+  }
+}
+
+function inflaterFor(format: string): Transform | undefined {
+  if (format === 'gzip') return createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
+  if (format === 'zstd') return createZstdDecompress({ chunkSize: INFLATE_CHUNK_BYTES });
+  if (format === 'raw' || format === '') return undefined;
+  throw new TaskFailure(Reason.UNSUPPORTED_TASK, `this agent cannot write images in format ${format}`);
+}

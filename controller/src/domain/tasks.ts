@@ -1,0 +1,104 @@
+/**
+ * Agent tasks: what they are, the states they go through and the stored
+ * shapes of their parts. Pure: no I/O.
+ */
+
+export const TASK_KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const;
+export type TaskKind = (typeof TASK_KINDS)[number];
+
+export const TASK_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+/** Which state may follow which; every change is a conditional update on the `from` state. */
+const TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
+  // Sent to an agent, or cancelled before it was.
+  queued: ['running', 'cancelled'],
+  // running → running is a re-send after the agent reconnected (attempt + 1).
+  running: ['running', 'succeeded', 'failed', 'cancelled'],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function canTransition(from: TaskState, to: TaskState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export function isFinished(state: TaskState): boolean {
+  return TRANSITIONS[state].length === 0;
+}
+
+/** States from which `to` can be reached, for the WHERE clause of a conditional update. */
+export function statesBefore(to: TaskState): TaskState[] {
+  return TASK_STATES.filter((from) => canTransition(from, to));
+}
+
+/** A task's parameters as stored; a deploy's image is stored by id. */
+export interface TaskSpecBody {
+  /** `sha256` is the image's digest when the task was created, checked against the agent's. */
+  deploy?: { image: string; disk: string; sha256?: string };
+  wipe?: { disk: string; full: boolean };
+  inspect?: Record<string, never>;
+  reboot?: Record<string, never>;
+  poweroff?: Record<string, never>;
+}
+
+export interface TaskProgressBody {
+  phase: string;
+  bytesDone: number;
+  bytesTotal: number;
+  rateBytesPerSecond: number;
+  /** When the agent measured it, ISO 8601. */
+  time: string;
+  message: string;
+}
+
+export interface TaskErrorBody {
+  reason: string;
+  message: string;
+  metadata: Record<string, string>;
+}
+
+export interface DiskBody {
+  path: string;
+  sizeBytes: number;
+  model: string;
+  serial: string;
+  rotational: boolean;
+  logicalBlockBytes: number;
+}
+
+export interface NicBody {
+  name: string;
+  mac: string;
+  linkUp: boolean;
+  speedMbps: number;
+}
+
+export interface HardwareBody {
+  cpuCount: number;
+  cpuModel: string;
+  ramBytes: number;
+  disks: DiskBody[];
+  nics: NicBody[];
+}
+
+export interface TaskOutcomeBody {
+  sha256: string;
+  bytesWritten: number;
+  inventory?: HardwareBody;
+}
+
+/** Task error reasons the controller itself gives (agents add their own, e.g. IMAGE_TOO_LARGE). */
+export const TaskErrorReason = {
+  /** The agent reported a digest other than the image's. */
+  DIGEST_MISMATCH: 'DIGEST_MISMATCH',
+  CANCELLED: 'CANCELLED',
+  /** The image was deleted or is no longer ACTIVE when the task was to be sent. */
+  IMAGE_UNAVAILABLE: 'IMAGE_UNAVAILABLE',
+} as const;
+
+/** Disk paths the agent accepts: a block device under /dev, no `..`. */
+export function isDiskPath(path: string): boolean {
+  return /^\/dev\/[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(path) && !path.split('/').includes('..');
+}
