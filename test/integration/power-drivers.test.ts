@@ -213,6 +213,25 @@ describe.each(DRIVERS)('%s driver against ipmi_sim', (driver) => {
     expect(logged('bmc command failed; retrying', 'busy-node')).toHaveLength(1);
   });
 
+  it('a BMC that hangs holds up only its own commands', async () => {
+    const paused = bmc('paused');
+    const main = bmc('main');
+    paused.pause();
+    let settled = false;
+    // Long timeout: it only ends when the BMC answers again.
+    const pending = power.powerState(nodeOf(paused, { retries: 0 })).finally(() => {
+      settled = true;
+    });
+    try {
+      expect(await power.setPower(nodeOf(main), 'on')).toMatchObject({ state: 'on' });
+      expect(await power.setPower(nodeOf(main), 'off')).toMatchObject({ state: 'off' });
+      expect(settled).toBe(false);
+    } finally {
+      paused.resume();
+    }
+    expect(await pending).toBe('off');
+  });
+
   it(`${WAVE} nodes powered on at once all come up, then all go off`, async () => {
     const wave = lab.bmcs.filter((b) => b.name.startsWith('wave'));
     const nodes = wave.map((b) => nodeOf(b));
@@ -223,6 +242,13 @@ describe.each(DRIVERS)('%s driver against ipmi_sim', (driver) => {
     expect(new Set(pids).size).toBe(WAVE);
     await Promise.all(nodes.map((n) => power.setPower(n, 'off')));
     expect(wave.map((b) => b.nodePid())).toEqual(wave.map(() => undefined));
+  });
+
+  it('never wrote a password to the log', () => {
+    expect(logs.length).toBeGreaterThan(0);
+    const text = JSON.stringify(logs);
+    for (const b of lab.bmcs) expect(text).not.toContain(b.password);
+    expect(text).not.toContain('not-the-password');
   });
 });
 

@@ -41,6 +41,8 @@ describe('defaults', () => {
       database: '',
       dataDir,
       secretKeyFile: join(dataDir, 'secret.key'),
+      httpAdvertiseUrl: '',
+      agentBinary: '',
       logLevel: 'info',
       databaseLocation: { kind: 'pglite', dir: join(dataDir, 'db') },
       scheduler: {

@@ -49,10 +49,9 @@ export class FreeipmiDriver implements PowerDriver {
   readonly name = DRIVER;
   readonly #dir: string;
 
-  /** `secretsDir`: where password files live (created 0700). @default a new directory in the system temp dir */
+  /** `secretsDir`: where password files live. @default one 0700 directory per process in the system temp dir */
   constructor(opts: { secretsDir?: string } = {}) {
-    this.#dir = opts.secretsDir ?? mkdtempSync(join(tmpdir(), 'ingot-freeipmi-'));
-    process.once('exit', () => rmSync(this.#dir, { recursive: true, force: true }));
+    this.#dir = opts.secretsDir ?? processSecretsDir();
   }
 
   async powerState(bmc: BmcTarget, opts: CallOptions = {}): Promise<PowerState> {
@@ -104,6 +103,18 @@ export class FreeipmiDriver implements PowerDriver {
       await rm(file, { force: true });
     }
   }
+}
+
+let secretsDir: string | undefined;
+
+/** A 0700 directory (mkdtemp) for this process's password files, removed when the process exits. */
+function processSecretsDir(): string {
+  if (secretsDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'ingot-freeipmi-'));
+    secretsDir = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return secretsDir;
 }
 
 /** The connection arguments: no password, only the path of the file that holds it. */
