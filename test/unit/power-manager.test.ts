@@ -173,6 +173,12 @@ describe('PowerManager', () => {
     const err = await manager.powerState(node).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BmcUnreachableError);
     expect((err as BmcUnreachableError).metadata.node).toBe('n1');
+
+    // The power sync asks without retries: it asks again next round.
+    bmc.failNextReads = 1;
+    const reads = bmc.statusReads;
+    await expect(manager.powerState(node, { retries: 0 })).rejects.toBeInstanceOf(BmcUnreachableError);
+    expect(bmc.statusReads).toBe(reads + 1);
   });
 
   it('keeps polling through transient failures while the chassis changes state', async () => {

@@ -131,7 +131,8 @@ export class PowerSync {
         }
         const em = db.fork();
         try {
-          const observed = await power.powerState(powerNodeOf(node, secrets), { signal });
+          // No retries: the next round asks again, and a dead BMC should not hold a worker for long.
+          const observed = await power.powerState(powerNodeOf(node, secrets), { signal, retries: 0 });
           report.checked++;
           const driftStarted = await recordPowerState(em, node.id, observed, new Date());
           const expected = node.expectedPowerState;

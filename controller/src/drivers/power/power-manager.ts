@@ -66,14 +66,18 @@ export class PowerManager {
     return (this.#inFlight.get(nodeName) ?? 0) > 0;
   }
 
-  /** Asks the BMC (one status command, retried if transient). */
-  powerState(node: PowerNode, opts: { signal?: AbortSignal } = {}): Promise<PowerState> {
+  /**
+   * Asks the BMC (one status command, retried if transient). `retries` overrides the node's, e.g.
+   * 0 for the power sync, which asks again next round anyway.
+   */
+  powerState(node: PowerNode, opts: { signal?: AbortSignal; retries?: number } = {}): Promise<PowerState> {
     const driver = driverFor(this.#drivers, node);
     return this.#command(
       node,
       'power status',
       (signal) => driver.powerState(node.bmc, { signal }),
       opts.signal,
+      opts.retries,
     );
   }
 
@@ -199,9 +203,10 @@ export class PowerManager {
     what: string,
     call: (signal: AbortSignal | undefined) => Promise<T>,
     signal: AbortSignal | undefined,
+    retries = node.bmc.options.retries,
   ): Promise<T> {
     const key = bmcKey(node.bmc);
-    const attempts = 1 + node.bmc.options.retries;
+    const attempts = 1 + retries;
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       try {
