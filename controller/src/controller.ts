@@ -6,19 +6,23 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
+import { NetworkServiceService } from '../../build/gen/ingot/v1/network.ts';
 import { PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { instanceHandlers } from './api/instance-service.ts';
 import { inventoryHandlers } from './api/inventory-service.ts';
 import { RpcMetrics } from './api/metrics.ts';
+import { networkHandlers } from './api/network-service.ts';
 import { powerHandlers } from './api/power-service.ts';
 import { addReflection } from './api/reflection.ts';
 import { implement, type Method } from './api/rpc.ts';
 import { schedulerHandlers } from './api/scheduler-service.ts';
 import { Placement } from './conductor/placement.ts';
+import { PortFlipper } from './conductor/port-flips.ts';
 import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
+import { createNetworkDrivers } from './drivers/network/registry.ts';
 import { PowerManager } from './drivers/power/power-manager.ts';
 import { createPowerDrivers } from './drivers/power/registry.ts';
 import { createHttpServer } from './http/server.ts';
@@ -40,6 +44,8 @@ export interface RunningController {
   httpAddress: string;
   /** The controller's database, for jobs and tests that run beside the API. */
   db: Database;
+  /** Moves nodes' switch ports between networks (the provisioning flow's network steps). */
+  network: PortFlipper;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -59,6 +65,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const power = new PowerManager({ drivers: createPowerDrivers(), log });
     const powerSync = new PowerSync({ db, secrets, power, log });
     const placement = new Placement(new Scheduler(config.scheduler), new HostStateCache(db));
+    const network = new PortFlipper({ db, drivers: createNetworkDrivers(), secrets, log });
     const services: [grpc.ServiceDefinition, Record<string, Method<never, unknown>>][] = [
       [
         InventoryServiceService,
@@ -67,6 +74,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       [SchedulerServiceService, schedulerHandlers(placement)],
       [InstanceServiceService, instanceHandlers(placement)],
       [PowerServiceService, powerHandlers({ secrets, power })],
+      [NetworkServiceService, networkHandlers(network)],
     ];
     for (const [definition, handlers] of services) {
       server.addService(definition, implement(definition, handlers, { db, log, metrics }));
@@ -94,6 +102,8 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     });
     const httpAddress = `${httpHost}:${(listening.address() as AddressInfo).port}`;
     powerSync.start();
+    // Port moves a previous run recorded but did not finish; re-applying them is idempotent.
+    void network.reconcile().catch((err: unknown) => log.error({ err }, 'port move reconcile failed'));
     log.info(
       { grpc: grpcAddress, http: httpAddress, database: config.databaseLocation.kind },
       'controller serving',
@@ -103,6 +113,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       grpcAddress,
       httpAddress,
       db,
+      network,
       async stop() {
         serving = false;
         for (const name of ['', ...serviceNames]) health.setStatus(name, 'NOT_SERVING');
@@ -110,6 +121,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         await drainGrpc(server);
         await drainHttp(listening);
         await powerSync.stop();
+        await network.stop();
         await db.close();
         log.info('controller stopped');
       },

@@ -22,7 +22,6 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import ssh2, { type Connection, type Server, type ServerChannel } from 'ssh2';
-import { sshFingerprint } from '../../controller/src/drivers/network/juniper/session.ts';
 import {
   child,
   elements,
@@ -31,6 +30,7 @@ import {
   textOf,
   type XmlElement,
 } from '../../controller/src/drivers/network/juniper/xml.ts';
+import { sshFingerprint } from '../../controller/src/drivers/network/ssh.ts';
 
 export type JunosSyntax = 'interface-mode' | 'port-mode';
 
@@ -147,6 +147,8 @@ export class FakeJunosSwitch extends EventEmitter {
   /** Every commit the switch applied (confirmed or confirming), in order. */
   readonly commits: { session: number; confirmed: boolean }[] = [];
   readonly rpcs: RpcRecord[] = [];
+  /** The ports of every `<edit-config>` the switch accepted, one list per RPC. */
+  readonly edits: string[][] = [];
   port = 0;
   #server: Server;
   #hostKey: string;
@@ -159,6 +161,7 @@ export class FakeJunosSwitch extends EventEmitter {
   #otherLockUser = '';
   #pendingConfirm: { session: number; rollbackTo: Config; timer: NodeJS.Timeout } | undefined;
   readonly #misbehave = new Map<string, Misbehaviour>();
+  readonly #holds = new Map<string, Promise<void>>();
   #rewrite: { port: string; vlanId: number } | undefined;
 
   private constructor(opts: FakeJunosOptions) {
@@ -236,6 +239,16 @@ export class FakeJunosSwitch extends EventEmitter {
   /** The next `<rpc>` named `rpc` (e.g. `commit`, `get-config`) misbehaves once. */
   next(rpc: string, behaviour: Misbehaviour): void {
     this.#misbehave.set(rpc, behaviour);
+  }
+
+  /**
+   * The next `<rpc>` named `rpc` waits until the returned function is called (a slow switch,
+   * frozen at a known point): what a test needs to line requests up behind a session.
+   */
+  hold(rpc: string): () => void {
+    let release = () => {};
+    this.#holds.set(rpc, new Promise<void>((resolve) => (release = resolve)));
+    return () => release();
   }
 
   /** Every commit puts `port` back on `vlanId`, as an apply-group or commit script would. */
@@ -427,6 +440,16 @@ export class FakeJunosSwitch extends EventEmitter {
     const name = op?.name ?? '';
     this.rpcs.push({ session: s.id, rpc: name });
     this.emit('rpc', { session: s.id, rpc: name } satisfies RpcRecord);
+    const held = this.#holds.get(name);
+    if (held) {
+      this.#holds.delete(name);
+      void held.then(() => this.#process(s, messageId, op, name));
+      return;
+    }
+    this.#process(s, messageId, op, name);
+  }
+
+  #process(s: SessionState, messageId: string, op: XmlElement | undefined, name: string): void {
     const misbehave = this.#misbehave.get(name);
     if (misbehave) this.#misbehave.delete(name);
     if (misbehave === 'stall') return;
@@ -563,6 +586,9 @@ export class FakeJunosSwitch extends EventEmitter {
       else throw syntaxError(section.name);
     }
     this.candidate = next;
+    this.edits.push(
+      elements(child(configuration, 'interfaces'), 'interface').map((i) => textOf(child(i, 'name'))),
+    );
     return '<ok/>\n';
   }
 

@@ -25,6 +25,9 @@ TEST_DEBS=(
   openipmi         # ipmi_sim: the simulated BMCs of tools/lab
   ipmitool         # the ipmitool power driver
   freeipmi-tools   # the freeipmi power driver (ipmipower, ipmi-chassis-config)
+  dnsmasq          # netboot: DHCP host entries, TFTP (the netboot suites run it in namespaces)
+  busybox-static   # udhcpc as a node's DHCP client, ping across the lab's bridges
+  tftp-hpa         # tftp: fetching boot files the way a PXE ROM does
 )
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

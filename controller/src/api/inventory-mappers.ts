@@ -7,10 +7,12 @@ import type {
   Switch as SwitchMessage,
 } from '../../../build/gen/ingot/v1/inventory.ts';
 import {
+  NetbootState as NetbootStateEnum,
   PowerState as PowerStateEnum,
   ProvisionState as ProvisionStateEnum,
 } from '../../../build/gen/ingot/v1/inventory.ts';
 import type { ProvisionState } from '../domain/provision-state.ts';
+import type { NetbootState } from '../drivers/netboot/netboot.ts';
 import { bmcOptionsToInput } from '../drivers/power/bmc-options.ts';
 import type { PowerState } from '../drivers/power/power-driver.ts';
 import type { Aggregate } from '../store/entities/aggregate.ts';
@@ -50,6 +52,9 @@ export function switchToProto(s: Switch): SwitchMessage {
     hostKeyFingerprint: s.hostKeyFingerprint,
     createTime: s.createdAt,
     updateTime: s.updatedAt,
+    sshPrivateKey: '',
+    hasSshPrivateKey: s.sshPrivateKeySealed !== null,
+    driverOptions: s.driverOptions ?? {},
   };
 }
 
@@ -82,6 +87,12 @@ export function nodeToProto(n: Node): NodeMessage {
     powerDriftTime: n.powerDriftTime ?? undefined,
     powerError: n.powerError ?? '',
     bmcOptions: bmcOptionsToInput(n.bmcOptions),
+    networkId: n.networkId ?? '',
+    targetNetworkId: n.targetNetworkId ?? '',
+    networkError: n.networkError ?? '',
+    networkTime: n.networkTime ?? undefined,
+    netbootState: netbootStateToProto(n.netbootState),
+    netbootTime: n.netbootTime ?? undefined,
   };
 }
 
@@ -138,4 +149,14 @@ export function hostToProto(h: Host): HostMessage {
     createTime: h.createdAt,
     updateTime: h.updatedAt,
   };
+}
+
+const NETBOOT_STATES = {
+  pending: NetbootStateEnum.NETBOOT_STATE_PENDING,
+  leased: NetbootStateEnum.NETBOOT_STATE_LEASED,
+  fetched: NetbootStateEnum.NETBOOT_STATE_BOOT_FILE_FETCHED,
+} as const;
+
+export function netbootStateToProto(state: NetbootState | null | undefined): NetbootStateEnum {
+  return state ? NETBOOT_STATES[state] : NetbootStateEnum.NETBOOT_STATE_UNSPECIFIED;
 }

@@ -32,6 +32,13 @@ const secret = (v: unknown): unknown => {
   return s.length > 1024 ? { invalid: 'must be at most 1024 characters' } : s;
 };
 const ref = text(64);
+const sshKey = (v: unknown): unknown => {
+  const s = typeof v === 'string' ? v.trim() : '';
+  if (s.length > 16_384) return { invalid: 'must be at most 16384 characters' };
+  return s === '' || /^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(s)
+    ? s && `${s}\n`
+    : { invalid: 'must be an OpenSSH or PEM private key (-----BEGIN … PRIVATE KEY-----)' };
+};
 
 const MAX_CPUS = 4096;
 const MAX_RAM_MB = 64 * 1024 * 1024;
@@ -45,6 +52,8 @@ export const SWITCH_FIELDS: readonly FieldSpec[] = [
   { name: 'driver', key: 'driver', required: true, parse: oneOf(SWITCH_DRIVERS) },
   { name: 'description', key: 'description', parse: text(1024) },
   { name: 'host_key_fingerprint', key: 'hostKeyFingerprint', parse: text(128) },
+  { name: 'ssh_private_key', key: 'sshPrivateKey', parse: sshKey },
+  { name: 'driver_options', key: 'driverOptions', parse: stringMap },
 ];
 
 export const NODE_FIELDS: readonly FieldSpec[] = [

@@ -11,10 +11,12 @@ import {
   SWITCH_FIELDS,
 } from '../domain/inventory.ts';
 import { isDeletable } from '../domain/provision-state.ts';
+import { driverOptionViolations } from '../drivers/network/registry.ts';
 import { Aggregate, AggregateMember, type MemberKind } from './entities/aggregate.ts';
 import { ApiToken } from './entities/api-token.ts';
 import { Flavor } from './entities/flavor.ts';
 import { Host } from './entities/host.ts';
+import { Network } from './entities/network.ts';
 import { Node } from './entities/node.ts';
 import { Project } from './entities/project.ts';
 import { Switch } from './entities/switch.ts';
@@ -52,10 +54,23 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
     async toColumns(fields, { existing, violations }) {
       const columns: Record<string, unknown> = existing
         ? { ...fields }
-        : { username: '', description: '', hostKeyFingerprint: '', password: '', ...fields };
+        : {
+            username: '',
+            description: '',
+            hostKeyFingerprint: '',
+            password: '',
+            sshPrivateKey: '',
+            ...fields,
+          };
       if (!existing && !columns.name) columns.name = defaultSwitchName(columns.address as string);
       if (existing && columns.name === '') violations.add('switch.name', 'cannot be cleared');
       sealInto(columns, 'password', 'passwordSealed', secrets);
+      sealInto(columns, 'sshPrivateKey', 'sshPrivateKeySealed', secrets);
+      if ('driverOptions' in columns || 'driver' in columns) {
+        const driver = (columns.driver ?? existing?.driver) as string;
+        const options = (columns.driverOptions ?? existing?.driverOptions ?? {}) as Record<string, string>;
+        for (const v of driverOptionViolations(driver, options)) violations.add(v.field, v.description);
+      }
       return columns as Partial<Switch>;
     },
     async beforeDelete(em, row) {
@@ -139,6 +154,14 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
         throw new FailedPreconditionError(
           'PROJECT_IN_USE',
           `project ${row.name} owns aggregate ${dedicated.map((a) => a.name).join(', ')}; unset its project_id metadata first`,
+          { project: row.name },
+        );
+      }
+      const owned = await em.find(Network, { projectId: row.id }, { fields: ['name'] });
+      if (owned.length > 0) {
+        throw new FailedPreconditionError(
+          'PROJECT_IN_USE',
+          `project ${row.name} owns network ${owned.map((n) => n.name).join(', ')}; delete them first`,
           { project: row.name },
         );
       }

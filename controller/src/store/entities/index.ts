@@ -5,6 +5,7 @@ import { FlavorSchema } from './flavor.ts';
 import { HostSchema } from './host.ts';
 import { ImageSchema } from './image.ts';
 import { InstanceSchema } from './instance.ts';
+import { NetworkSchema } from './network.ts';
 import { NodeSchema } from './node.ts';
 import { ProjectSchema } from './project.ts';
 import { SwitchSchema } from './switch.ts';
@@ -21,6 +22,7 @@ export const ENTITIES = [
   AggregateMemberSchema,
   ApiTokenSchema,
   InstanceSchema,
+  NetworkSchema,
   ImageSchema,
   TaskSchema,
   TaskEventSchema,

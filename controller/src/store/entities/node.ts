@@ -1,5 +1,6 @@
 import { defineEntity, p } from '@mikro-orm/core';
 import type { ProvisionState } from '../../domain/provision-state.ts';
+import type { NetbootState } from '../../drivers/netboot/netboot.ts';
 import type { StoredBmcOptions } from '../../drivers/power/bmc-options.ts';
 import type { PowerState } from '../../drivers/power/power-driver.ts';
 import { identity, size } from './common.ts';
@@ -37,6 +38,17 @@ export const NodeSchema = defineEntity({
     powerError: p.text().nullable(),
     /** Per-node BMC settings that differ from the defaults (drivers/power/bmc-options.ts). */
     bmcOptions: p.json<StoredBmcOptions>().nullable(),
+    /** The network the node's switch port is on, as last applied and read back; null until known. */
+    networkId: p.uuid().nullable().index('node_network_id_idx'),
+    /** The network Ingot is moving the port to; equals networkId once applied. */
+    targetNetworkId: p.uuid().nullable().index('node_target_network_id_idx'),
+    /** Why the last move failed; null after a successful one. */
+    networkError: p.text().nullable(),
+    /** When networkId was last confirmed on the switch. */
+    networkTime: p.datetime().nullable(),
+    /** Where the node is in netbooting (drivers/netboot/netboot.ts); null when it has no boot entry. */
+    netbootState: p.string().$type<NetbootState>().nullable(),
+    netbootTime: p.datetime().nullable(),
   },
   uniques: [{ name: 'node_switch_port_key', properties: ['switchId', 'switchPort'] }],
 });

@@ -14,6 +14,10 @@ export const SwitchSchema = defineEntity({
     driver: p.string(),
     description: p.text(),
     hostKeyFingerprint: p.string(),
+    /** SSH private key for key authentication, sealed like the password; null when none. */
+    sshPrivateKeySealed: p.text().nullable(),
+    /** Driver settings (`syntax`, `netns`, timeouts…) checked by the driver; null means none. */
+    driverOptions: p.json<Record<string, string>>().nullable(),
   },
 });
 

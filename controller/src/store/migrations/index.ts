@@ -1,6 +1,7 @@
 import { Migration0001Inventory } from './0001-inventory.ts';
 import { Migration0002Power } from './0002-power.ts';
 import { Migration0003Instances } from './0003-instances.ts';
+import { Migration0004Network } from './0004-network.ts';
 import { Migration0005Agent } from './0005-agent.ts';
 
 /** Every migration, oldest first; applied at start on PGlite and PostgreSQL alike. */
@@ -8,5 +9,6 @@ export const MIGRATIONS = [
   { name: '0001-inventory', class: Migration0001Inventory },
   { name: '0002-power', class: Migration0002Power },
   { name: '0003-instances', class: Migration0003Instances },
+  { name: '0004-network', class: Migration0004Network },
   { name: '0005-agent', class: Migration0005Agent },
 ];

@@ -1,13 +1,7 @@
-import { createHash } from 'node:crypto';
-import { Client, type ClientChannel } from 'ssh2';
+import type { Client, ClientChannel } from 'ssh2';
 import type { Secret } from '../../power/power-driver.ts';
-import {
-  SwitchAuthError,
-  SwitchHostKeyMismatchError,
-  SwitchProtocolError,
-  SwitchTimeoutError,
-  SwitchUnreachableError,
-} from '../errors.ts';
+import { SwitchProtocolError, SwitchTimeoutError, SwitchUnreachableError } from '../errors.ts';
+import { connectSsh } from '../ssh.ts';
 import { encodeMessage, type Framing, FramingError, MessageDecoder } from './framing.ts';
 import { child, elements, parseXml, textOf, type XmlElement, XmlSyntaxError } from './xml.ts';
 
@@ -17,11 +11,6 @@ export const BASE_11 = 'urn:ietf:params:netconf:base:1.1';
 export const CONFIRMED_COMMIT_11 = 'urn:ietf:params:netconf:capability:confirmed-commit:1.1';
 /** NETCONF over SSH's IANA port (RFC 6242). */
 export const NETCONF_PORT = 830;
-
-/** OpenSSH's fingerprint format, `SHA256:<base64 without padding>`, of a raw public key blob. */
-export function sshFingerprint(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
-}
 
 /** One `<rpc-error>` of a reply, as the switch wrote it. */
 export interface RpcErrorDetail {
@@ -153,12 +142,22 @@ export class NetconfSession {
   }
 
   /** Connects, authenticates, opens the `netconf` subsystem and exchanges hellos. */
-  static connect(opts: NetconfConnectOptions): Promise<NetconfSession> {
+  static async connect(opts: NetconfConnectOptions): Promise<NetconfSession> {
     const switchName = opts.switchName;
     const timeoutMs = opts.connectTimeoutMs ?? 15_000;
-    const ssh = new Client();
-    let presented = '';
-    let mismatch = false;
+    const started = Date.now();
+    const ssh = await connectSsh({
+      switchName,
+      host: opts.host,
+      port: opts.port ?? NETCONF_PORT,
+      username: opts.username,
+      ...(opts.password ? { password: opts.password } : {}),
+      ...(opts.privateKey ? { privateKey: opts.privateKey } : {}),
+      hostKeyFingerprint: opts.hostKeyFingerprint,
+      ...(opts.onHostKey ? { onHostKey: opts.onHostKey } : {}),
+      timeoutMs,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
     return new Promise<NetconfSession>((resolve, reject) => {
       let settled = false;
       const finish = (err: unknown, session?: NetconfSession) => {
@@ -166,92 +165,44 @@ export class NetconfSession {
         settled = true;
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
+        ssh.off('close', onClose);
         if (err) {
-          ssh.end();
           ssh.destroy();
           reject(err);
         } else if (session) {
           resolve(session);
         }
       };
+      const left = Math.max(1, timeoutMs - (Date.now() - started));
       const timer = setTimeout(
         () =>
-          finish(
-            new SwitchTimeoutError({ switchName, switchMessage: 'no hello', step: 'connect', timeoutMs }),
-          ),
-        timeoutMs,
+          finish(new SwitchTimeoutError({ switchName, switchMessage: 'no hello', step: 'hello', timeoutMs })),
+        left,
       );
-      const onAbort = () =>
+      const onAbort = () => finish(new SwitchUnreachableError({ switchName, switchMessage: 'cancelled' }));
+      const onClose = () =>
         finish(
-          new SwitchUnreachableError({ switchName, switchMessage: 'cancelled', cause: opts.signal?.reason }),
+          new SwitchUnreachableError({ switchName, switchMessage: 'connection closed before the hello' }),
         );
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-
-      ssh.on('error', (err: Error & { level?: string; code?: string }) => {
-        if (mismatch) {
-          finish(new SwitchHostKeyMismatchError({ switchName, pinned: opts.hostKeyFingerprint, presented }));
-        } else if (err.level === 'client-authentication') {
-          finish(new SwitchAuthError({ switchName, switchMessage: err.message, cause: err }));
-        } else if (err.level === 'client-timeout') {
+      ssh.on('close', onClose);
+      ssh.subsys('netconf', (err, channel) => {
+        if (err) {
           finish(
-            new SwitchTimeoutError({ switchName, switchMessage: err.message, step: 'connect', timeoutMs }),
+            new SwitchProtocolError({
+              switchName,
+              switchMessage: `the netconf subsystem was refused (${err.message}); enable it on the switch (Junos: set system services netconf ssh)`,
+              cause: err,
+            }),
           );
-        } else {
-          finish(new SwitchUnreachableError({ switchName, switchMessage: err.message, cause: err }));
+          return;
         }
+        NetconfSession.#hello(switchName, ssh, channel, opts.base11 ?? true, opts.signal).then(
+          (session) => finish(undefined, session),
+          (helloErr) => finish(helloErr),
+        );
       });
-      ssh.on('close', () =>
-        finish(
-          new SwitchUnreachableError({ switchName, switchMessage: 'connection closed during the handshake' }),
-        ),
-      );
-      ssh.on('keyboard-interactive', (_name, _instructions, _lang, prompts, answer) => {
-        // Junos asks "Password:" through keyboard-interactive when password authentication is off.
-        answer(prompts.map(() => opts.password?.reveal() ?? ''));
-      });
-      ssh.on('ready', () => {
-        ssh.subsys('netconf', (err, channel) => {
-          if (err) {
-            finish(
-              new SwitchProtocolError({
-                switchName,
-                switchMessage: `the netconf subsystem was refused (${err.message}); enable it on the switch (Junos: set system services netconf ssh)`,
-                cause: err,
-              }),
-            );
-            return;
-          }
-          NetconfSession.#hello(switchName, ssh, channel, opts.base11 ?? true, opts.signal).then(
-            (session) => finish(undefined, session),
-            (helloErr) => finish(helloErr),
-          );
-        });
-      });
-      const privateKey = opts.privateKey?.reveal();
-      const password = opts.password?.reveal();
-      ssh.connect({
-        host: opts.host,
-        port: opts.port ?? NETCONF_PORT,
-        username: opts.username,
-        ...(password ? { password } : {}),
-        ...(privateKey ? { privateKey } : {}),
-        tryKeyboard: Boolean(password),
-        readyTimeout: timeoutMs,
-        keepaliveInterval: 10_000,
-        keepaliveCountMax: 3,
-        hostVerifier: (key: Buffer) => {
-          presented = sshFingerprint(key);
-          if (!opts.hostKeyFingerprint) {
-            opts.onHostKey?.(presented);
-            return true;
-          }
-          mismatch = presented !== opts.hostKeyFingerprint;
-          return !mismatch;
-        },
-      });
-      // NETCONF is request/response: without this, Nagle and delayed ACKs add ≈ 40 ms to every RPC.
-      ssh.setNoDelay(true);
     });
   }
 
