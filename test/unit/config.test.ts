@@ -63,7 +63,19 @@ describe('defaults', () => {
         defaultAggregate: 'default',
         defaultAvailabilityZone: 'nova',
       },
+      netboot: expect.objectContaining({ mode: 'off', dir: '/var/lib/ingot-netboot', user: 'nobody' }),
     });
+  });
+
+  it('takes netboot settings from the config file and names a bad one', () => {
+    const file = join(dir, 'netboot.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ netboot: { mode: 'managed', interface: 'eth1', subnet: '10.0.0.0/24' } }),
+    );
+    expect(loadConfig(['--config', file], {}).netboot).toMatchObject({ mode: 'managed', interface: 'eth1' });
+    writeFileSync(file, JSON.stringify({ netboot: { mode: 'sometimes' } }));
+    expect(() => loadConfig(['--config', file], {})).toThrow(/netboot\.mode/);
   });
 
   it('takes scheduler settings from the config file and refuses unknown filters', () => {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { DEFAULT_FILTERS, FILTERS } from '../domain/scheduler/filters/index.ts';
 import { DEFAULT_WEIGHERS, WEIGHERS } from '../domain/scheduler/weighers.ts';
+import { NetbootSettings } from '../drivers/netboot/netboot-config.ts';
 import type { DatabaseLocation } from '../store/orm.ts';
 
 const listen = z
@@ -63,6 +64,8 @@ const Settings = z
     /** pino level. @default info */
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     scheduler: SchedulerSettings.default(SchedulerSettings.parse({})),
+    /** DHCP and boot files for nodes being provisioned (drivers/netboot/netboot-config.ts). @default off */
+    netboot: NetbootSettings.default(NetbootSettings.parse({})),
   })
   .strict();
 
