@@ -1,5 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -80,7 +80,10 @@ describe('defaults', () => {
 
   it('takes scheduler settings from the config file and refuses unknown filters', () => {
     const file = join(dir, 'scheduler.json');
-    writeFileSync(file, JSON.stringify({ scheduler: { filters: ['PlacementFilter'], ramWeigherMultiplier: -1 } }));
+    writeFileSync(
+      file,
+      JSON.stringify({ scheduler: { filters: ['PlacementFilter'], ramWeigherMultiplier: -1 } }),
+    );
     const config = loadConfig(['--config', file], {});
     expect(config.scheduler.filters).toEqual(['PlacementFilter']);
     expect(config.scheduler.ramWeigherMultiplier).toBe(-1);

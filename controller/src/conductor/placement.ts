@@ -37,7 +37,9 @@ export class Placement {
       const selection = await this.select(request, { explain: false });
       if (selection.ranked.length === 0) throw new NoValidHostError(selection.noValidHost);
       const candidates = selection.ranked.map((w) => w.host);
-      const booked = await retryConflicts(() => claimAndRecord(em, input, candidates, this.#scheduler.settings));
+      const booked = await retryConflicts(() =>
+        claimAndRecord(em, input, candidates, this.#scheduler.settings),
+      );
       if (booked) {
         this.#cache.apply(booked.claim, 1);
         return booked.instance;
