@@ -3,6 +3,7 @@ import { registerAggregateCommands } from './commands/aggregate.ts';
 import { registerFlavorCommands } from './commands/flavor.ts';
 import { registerHostCommands } from './commands/host.ts';
 import { registerInstanceCommands } from './commands/instance.ts';
+import { registerNetworkCommands } from './commands/network.ts';
 import { registerNodeCommands } from './commands/node.ts';
 import { registerProjectCommands } from './commands/project.ts';
 import { registerScheduleCommands } from './commands/schedule.ts';
@@ -62,6 +63,7 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
     registerHostCommands,
     registerInstanceCommands,
     registerScheduleCommands,
+    registerNetworkCommands,
   ]) {
     register(program, ctx);
   }

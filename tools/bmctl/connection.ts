@@ -10,6 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { InstanceServiceClient, InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceClient } from '../../build/gen/ingot/v1/inventory.ts';
+import { NetworkServiceClient, NetworkServiceService } from '../../build/gen/ingot/v1/network.ts';
 import { PowerServiceClient, PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceClient, SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { BmctlError } from './errors.ts';
@@ -88,8 +89,13 @@ export type ControllerRpc =
   | InventoryRpc
   | RpcOf<InstanceServiceClient>
   | RpcOf<SchedulerServiceClient>
-  | RpcOf<PowerServiceClient>;
-type Clients = InventoryServiceClient & InstanceServiceClient & SchedulerServiceClient & PowerServiceClient;
+  | RpcOf<PowerServiceClient>
+  | RpcOf<NetworkServiceClient>;
+type Clients = InventoryServiceClient &
+  InstanceServiceClient &
+  SchedulerServiceClient &
+  PowerServiceClient &
+  NetworkServiceClient;
 export type RequestOf<K extends ControllerRpc> =
   Clients[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
 export type ResponseOf<K extends ControllerRpc> =
@@ -118,6 +124,7 @@ export function openInventory(settings: ConnectionSettings): Inventory {
   const instances = new InstanceServiceClient(settings.endpoint, insecure, shared);
   const scheduler = new SchedulerServiceClient(settings.endpoint, insecure, shared);
   const power = new PowerServiceClient(settings.endpoint, insecure, shared);
+  const network = new NetworkServiceClient(settings.endpoint, insecure, shared);
   const clientFor = (rpc: ControllerRpc): Client =>
     rpc in InstanceServiceService
       ? instances
@@ -125,7 +132,9 @@ export function openInventory(settings: ConnectionSettings): Inventory {
         ? scheduler
         : rpc in PowerServiceService
           ? power
-          : inventory;
+          : rpc in NetworkServiceService
+            ? network
+            : inventory;
   return {
     endpoint: settings.endpoint,
     call(rpc, request, opts = {}) {

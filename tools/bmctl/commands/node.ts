@@ -3,7 +3,9 @@ import {
   type BmcOptions,
   CreateNodeRequest,
   ListNodesRequest,
+  NetbootState,
   type Node,
+  netbootStateToJSON,
   PowerState,
   type ProvisionState,
   powerStateToJSON,
@@ -31,11 +33,14 @@ import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View, yesNo } from '../output.ts';
+import { describeMove, moveView } from './network.ts';
 import { switchNamesById } from './switch.ts';
 
 export const POWER_DRIVERS = ['ipmitool', 'freeipmi'] as const;
 /** Deadline of a power change: the controller waits for the chassis (the node's power_wait_ms, 60 s by default). */
 const POWER_CALL_TIMEOUT_MS = 150_000;
+/** Deadline of a port move: a switch commit with retries (EX commits take up to a minute). */
+const NETWORK_CALL_TIMEOUT_MS = 300_000;
 
 /**
  * How nodes print. `switchNames` maps switch ids to names so tables show
@@ -89,6 +94,12 @@ export function nodeView(switchNames: ReadonlyMap<string, string> = new Map()): 
       ['bmc_timeout_ms', n.bmcOptions ? String(n.bmcOptions.timeoutMs) : ''],
       ['bmc_retries', String(n.bmcOptions?.retries ?? '')],
       ['power_wait_ms', n.bmcOptions ? String(n.bmcOptions.powerWaitMs) : ''],
+      ['network_id', n.networkId],
+      ['target_network_id', n.targetNetworkId],
+      ['network_error', n.networkError],
+      ['network_time', formatTime(n.networkTime)],
+      ['netboot_state', netbootStateName(n.netbootState)],
+      ['netboot_time', formatTime(n.netbootTime)],
     ],
     json: (n) => {
       const json = toProtoJson(n, {
@@ -97,6 +108,7 @@ export function nodeView(switchNames: ReadonlyMap<string, string> = new Map()): 
           provisionState: (v) => provisionStateToJSON(v as ProvisionState),
           powerState: (v) => powerStateToJSON(v as PowerState),
           expectedPowerState: (v) => powerStateToJSON(v as PowerState),
+          netbootState: (v) => netbootStateToJSON(v as NetbootState),
         },
       });
       if (n.bmcOptions) json.bmc_options = toProtoJson(n.bmcOptions);
@@ -415,6 +427,27 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
     });
 
   noun
+    .command('network')
+    .description(
+      'Move a node’s switch port to a network by hand (maintenance, debugging); returns once the switch ' +
+        'has the change committed and read back. A port already there is left alone.',
+    )
+    .argument('<node>', 'id or name')
+    .argument('<network>', 'network id or name')
+    .action(async (node: string, network: string) => {
+      const api = await ctx.inventory();
+      const moved = await api.call(
+        'setNodeNetwork',
+        { node, network },
+        { timeoutMs: NETWORK_CALL_TIMEOUT_MS },
+      );
+      const printer = ctx.printer();
+      if (printer.format === 'json') printer.one(moved, moveView);
+      else
+        printer.done(describeMove(moved, (await switchNamesById(ctx)).get(moved.switchId) ?? moved.switchId));
+    });
+
+  noun
     .command('power')
     .description(
       'Read or change a node’s power through its BMC. Changes return once the BMC reports the new state; ' +
@@ -513,4 +546,13 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
     );
     ctx.printer().one(node, await viewFor());
   });
+}
+
+/** `NETBOOT_STATE_BOOT_FILE_FETCHED` → `boot-file-fetched`; unspecified (no entry) → ''. */
+function netbootStateName(state: NetbootState): string {
+  if (state === NetbootState.NETBOOT_STATE_UNSPECIFIED) return '';
+  return netbootStateToJSON(state)
+    .replace(/^NETBOOT_STATE_/, '')
+    .toLowerCase()
+    .replace(/_/g, '-');
 }

@@ -1,9 +1,20 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CreateSwitchRequest, type Switch } from '../../../build/gen/ingot/v1/inventory.ts';
-import { eitherOf, passwordArgument, passwordFile, type SecretSource } from '../args.ts';
+import {
+  collect,
+  eitherOf,
+  parseKeyValues,
+  passwordArgument,
+  passwordFile,
+  type SecretSource,
+} from '../args.ts';
 import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
-import { formatTime, toProtoJson, type View, yesNo } from '../output.ts';
+import { BmctlError } from '../errors.ts';
+import { formatMap, formatTime, toProtoJson, type View, yesNo } from '../output.ts';
+import { portStatusView } from './network.ts';
 
 export const switchView: View<Switch> = {
   columns: [
@@ -22,10 +33,12 @@ export const switchView: View<Switch> = {
     ['driver', s.driver],
     ['description', s.description],
     ['host_key_fingerprint', s.hostKeyFingerprint],
+    ['has_ssh_private_key', yesNo(s.hasSshPrivateKey)],
+    ['driver_options', formatMap(s.driverOptions)],
     ['create_time', formatTime(s.createTime)],
     ['update_time', formatTime(s.updateTime)],
   ],
-  json: (s) => toProtoJson(s, { omit: ['password'] }),
+  json: (s) => toProtoJson(s, { omit: ['password', 'sshPrivateKey'] }),
 };
 
 /** The seed's `<ip> <user> <passwd> <driver> <description>`, each optional when its flag is used. */
@@ -44,6 +57,10 @@ export interface SwitchAddOptions {
   passwordFile?: string;
   driver?: string;
   description?: string;
+  /** `key=value` driver settings, e.g. `syntax=port-mode`, `netns=lab0`. */
+  driverOption?: string[];
+  /** Private key for SSH key authentication. */
+  sshKeyFile?: string;
 }
 
 /**
@@ -70,6 +87,8 @@ export async function switchAddRequest(
         argument: '<description>',
         flag: '--description',
       }),
+      sshPrivateKey: await readKeyFile(opts.sshKeyFile, secrets),
+      driverOptions: parseKeyValues(opts.driverOption ?? [], '--driver-option'),
     },
   });
 }
@@ -94,6 +113,12 @@ export function registerSwitchCommands(program: Command, ctx: CommandContext): v
     .option('--password-file <path>', 'read the password from this file (`-`: stdin) instead of <passwd>')
     .option('--driver <driver>', 'instead of <driver>')
     .option('--description <text>', 'instead of <description>')
+    .option(
+      '--driver-option <key=value>',
+      'driver setting, e.g. syntax=port-mode (juniper) or transport=local (linux-bridge); repeat for several',
+      collect,
+    )
+    .option('--ssh-key-file <path>', 'SSH private key to log in with (instead of or besides the password)')
     .action(async (...params: unknown[]) => {
       const args = params.slice(0, 5) as SwitchAddArguments;
       const opts = params[5] as SwitchAddOptions;
@@ -133,6 +158,21 @@ export function registerSwitchCommands(program: Command, ctx: CommandContext): v
       await inventory.call('deleteSwitch', { id });
       ctx.printer().done(`switch ${id} deleted`);
     });
+
+  noun
+    .command('port-status')
+    .description(
+      'Read a port’s state from the switch itself (VLANs, bridge, link) and compare it with the network ' +
+        'Ingot recorded for the node on it',
+    )
+    .argument('<switch>', 'switch id or name')
+    .argument('<port>', 'port name, e.g. ge-0/0/3 or a Linux interface')
+    .action(async (sw: string, port: string) => {
+      const api = await ctx.inventory();
+      ctx
+        .printer()
+        .one(await api.call('getPortStatus', { switch: sw, port }, { timeoutMs: 120_000 }), portStatusView);
+    });
 }
 
 /** Switch ids to names, for tables that show a node's switch. */
@@ -143,4 +183,14 @@ export async function switchNamesById(ctx: CommandContext): Promise<Map<string, 
     return { items: res.switches, nextPageToken: res.nextPageToken };
   });
   return new Map(switches.map((s) => [s.id, s.name]));
+}
+
+/** The private key named by `--ssh-key-file`; undefined without the flag. */
+async function readKeyFile(path: string | undefined, secrets: SecretSource): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return await readFile(resolve(secrets.cwd, path), 'utf8');
+  } catch (err) {
+    throw new BmctlError(`cannot read the SSH key file ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }
