@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -191,12 +192,16 @@ describe.each(DRIVERS)('%s driver against ipmi_sim', (driver) => {
       // While the tool waits for the silent BMC, look at it as `ps` shows it.
       const seen = await toolProcessFor(paused.port);
       expect(seen.args).not.toContain(paused.password);
+      let file: string | undefined;
       if (driver === 'freeipmi') {
-        const file = seen.args.split(' ')[seen.args.split(' ').indexOf('--config-file') + 1] as string;
+        file = seen.args.split(' ')[seen.args.split(' ').indexOf('--config-file') + 1] as string;
         expect(statSync(file).mode & 0o777).toBe(0o600);
+        expect(statSync(dirname(file)).mode & 0o777).toBe(0o700);
       }
       const err = await pending;
       expect(err).toBeInstanceOf(BmcUnreachableError);
+      // The password file lives only as long as the command.
+      if (file) expect(existsSync(dirname(file))).toBe(false);
     } finally {
       paused.resume();
     }

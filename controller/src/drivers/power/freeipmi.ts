@@ -1,6 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -47,11 +45,11 @@ const BOOT_DEVICES: Record<BootDevice, string> = { pxe: 'PXE', disk: 'HARD-DRIVE
  */
 export class FreeipmiDriver implements PowerDriver {
   readonly name = DRIVER;
-  readonly #dir: string;
+  readonly #parent: string;
 
-  /** `secretsDir`: where password files live. @default one 0700 directory per process in the system temp dir */
-  constructor(opts: { secretsDir?: string } = {}) {
-    this.#dir = opts.secretsDir ?? processSecretsDir();
+  /** `secretsParent`: where each command's private 0700 directory is made. @default the system temp dir */
+  constructor(opts: { secretsParent?: string } = {}) {
+    this.#parent = opts.secretsParent ?? tmpdir();
   }
 
   async powerState(bmc: BmcTarget, opts: CallOptions = {}): Promise<PowerState> {
@@ -87,9 +85,11 @@ export class FreeipmiDriver implements PowerDriver {
   }
 
   async #run(bmc: BmcTarget, bin: string, command: string[], opts: CallOptions): Promise<ToolOutput> {
-    const file = join(this.#dir, randomUUID());
-    writeFileSync(file, freeipmiConfigFile(bmc.password.reveal()), { mode: 0o600, flag: 'wx' });
+    // A directory of its own per command (mkdtemp: 0700), removed when the command ends.
+    const dir = await mkdtemp(join(this.#parent, 'ingot-freeipmi-'));
+    const file = join(dir, 'freeipmi.conf');
     try {
+      await writeFile(file, freeipmiConfigFile(bmc.password.reveal()), { mode: 0o600, flag: 'wx' });
       const out = await runTool({
         bin,
         pkg: 'freeipmi-tools',
@@ -100,21 +100,9 @@ export class FreeipmiDriver implements PowerDriver {
       if (out.timedOut || out.exitCode !== 0) throw classifyFreeipmiFailure(bmc, out, bmc.options.timeoutMs);
       return out;
     } finally {
-      await rm(file, { force: true });
+      await rm(dir, { recursive: true, force: true });
     }
   }
-}
-
-let secretsDir: string | undefined;
-
-/** A 0700 directory (mkdtemp) for this process's password files, removed when the process exits. */
-function processSecretsDir(): string {
-  if (secretsDir === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), 'ingot-freeipmi-'));
-    secretsDir = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  }
-  return secretsDir;
 }
 
 /** The connection arguments: no password, only the path of the file that holds it. */
