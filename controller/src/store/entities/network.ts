@@ -19,6 +19,18 @@ export const NetworkSchema = defineEntity({
     bridge: p.string(),
     description: p.text(),
   },
+  // Partial unique indexes (one service network; a bridge belongs to one network), as migration 0004
+  // creates them: declared here so that the ORM's schema matches the migrations.
+  indexes: [
+    {
+      name: 'network_service_key',
+      expression: `create unique index "network_service_key" on "network" ("kind") where "kind" = 'service'`,
+    },
+    {
+      name: 'network_bridge_key',
+      expression: `create unique index "network_bridge_key" on "network" ("bridge") where "bridge" <> ''`,
+    },
+  ],
 });
 
 export class Network extends NetworkSchema.class {}
