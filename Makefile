@@ -57,3 +57,7 @@ agent: build/ingot-agent ## Build the on-node agent: build/ingot-agent, one exec
 .PHONY: bench-power
 bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
 	@bench/power/run.sh
+
+.PHONY: bench-network
+bench-network: proto ## Network: 50-port VLAN flip batched vs one commit per port (Junos test switch); dnsmasq reload with 1,000 hosts
+	@bench/network/run.sh
