@@ -9,7 +9,7 @@ PROTO_SRC := $(shell find proto -name '*.proto')
 .PHONY: help deps proto check test demo ci clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -61,3 +61,7 @@ bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave
 .PHONY: bench-network
 bench-network: proto ## Network: 50-port VLAN flip batched vs one commit per port (Junos test switch); dnsmasq reload with 1,000 hosts
 	@bench/network/run.sh
+
+.PHONY: bench-scheduler
+bench-scheduler: proto ## Scheduler: 11,000 hosts in a throwaway PostgreSQL; p50/p99 in-process and over gRPC, boots/s
+	@bench/scheduler/run.sh
