@@ -22,6 +22,8 @@ import { PortFlipper } from './conductor/port-flips.ts';
 import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
+import { DnsmasqNetboot } from './drivers/netboot/dnsmasq-netboot.ts';
+import { defaultControllerGrpc } from './drivers/netboot/netboot-config.ts';
 import { createNetworkDrivers } from './drivers/network/registry.ts';
 import { PowerManager } from './drivers/power/power-manager.ts';
 import { createPowerDrivers } from './drivers/power/registry.ts';
@@ -46,6 +48,8 @@ export interface RunningController {
   db: Database;
   /** Moves nodes' switch ports between networks (the provisioning flow's network steps). */
   network: PortFlipper;
+  /** DHCP host entries and boot files for nodes being provisioned; undefined when netboot is off. */
+  netboot: DnsmasqNetboot | undefined;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -93,7 +97,18 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     );
     const grpcAddress = `${config.grpcListen.slice(0, config.grpcListen.lastIndexOf(':'))}:${port}`;
     let serving = true;
-    http = createHttpServer({ metrics, ready: () => serving });
+    // Netboot when configured: DHCP host entries and boot files; the iPXE scripts are served over HTTP.
+    const netboot =
+      config.netboot.mode === 'off'
+        ? undefined
+        : new DnsmasqNetboot({
+            config: config.netboot,
+            db,
+            log,
+            controllerUrl: config.httpAdvertiseUrl,
+            controllerGrpc: defaultControllerGrpc(config.netboot, config.httpAdvertiseUrl, port),
+          });
+    http = createHttpServer({ metrics, ready: () => serving, log, routes: netboot?.routes() ?? [] });
     const [httpHost, httpPort] = splitListen(config.httpListen);
     const listening = http;
     await new Promise<void>((resolve, reject) => {
@@ -101,6 +116,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       listening.listen(httpPort, httpHost, () => resolve());
     });
     const httpAddress = `${httpHost}:${(listening.address() as AddressInfo).port}`;
+    await netboot?.start();
     powerSync.start();
     // Port moves a previous run recorded but did not finish; re-applying them is idempotent.
     void network.reconcile().catch((err: unknown) => log.error({ err }, 'port move reconcile failed'));
@@ -114,6 +130,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       httpAddress,
       db,
       network,
+      netboot,
       async stop() {
         serving = false;
         for (const name of ['', ...serviceNames]) health.setStatus(name, 'NOT_SERVING');
@@ -122,6 +139,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         await drainHttp(listening);
         await powerSync.stop();
         await network.stop();
+        await netboot?.stop();
         await db.close();
         log.info('controller stopped');
       },

@@ -62,3 +62,17 @@ export const NetbootSettings = z
   .strict();
 
 export type NetbootConfig = z.infer<typeof NetbootSettings>;
+
+/**
+ * The gRPC address agents dial when `controllerGrpc` is not set: the host of the HTTP URL nodes
+ * use, with the controller's bound gRPC port. Empty when there is no such URL.
+ */
+export function defaultControllerGrpc(
+  netboot: NetbootConfig,
+  httpAdvertiseUrl: string,
+  grpcPort: number,
+): string {
+  if (netboot.controllerGrpc) return netboot.controllerGrpc;
+  const base = netboot.controllerUrl || httpAdvertiseUrl;
+  return base ? `${new URL(base).host.replace(/:\d+$/, '')}:${grpcPort}` : '';
+}
