@@ -49,6 +49,7 @@ const sea = require('@yao-pkg/pkg/lib-es5/sea.js').default as (
   opts: {
     targets: { platform: string; arch: string; nodeRange: string; output: string }[];
     useLocalNode: boolean;
+    seaConfig: Record<string, unknown>;
   },
 ) => Promise<void>;
 const partial = `${out}.partial`;
@@ -63,6 +64,13 @@ await sea(bundle, {
     },
   ],
   useLocalNode: true,
+  seaConfig: {
+    disableExperimentalSEAWarning: true,
+    useSnapshot: false,
+    useCodeCache: false,
+    // A small young generation: the agent's garbage is short-lived, and its memory should stay flat.
+    execArgv: ['--max-semi-space-size=2'],
+  },
 });
 renameSync(partial, out);
 process.stdout.write(

@@ -9,10 +9,6 @@
  * In the bootstrap image the settings come from the kernel command line
  * (`ingot.controller=HOST:PORT ingot.token=TOKEN`).
  */
-// Deploys run decompression and several disk writes at once on libuv's pool; give it room
-// before anything uses it.
-process.env.UV_THREADPOOL_SIZE ??= '8';
-
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';

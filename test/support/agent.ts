@@ -232,14 +232,22 @@ export interface LoopDevice {
   detach(): Promise<void>;
 }
 
-export async function createLoopDevice(sizeBytes: number): Promise<LoopDevice> {
+/**
+ * `directIo` makes the loop device write its backing file with O_DIRECT, so it behaves like a disk
+ * (writes reach storage, a flush is cheap) rather than like the page cache.
+ */
+export async function createLoopDevice(
+  sizeBytes: number,
+  opts: { directIo?: boolean } = {},
+): Promise<LoopDevice> {
   const dir = mkdtempSync(join(tmpdir(), 'ingot-loop-'));
   const file = join(dir, 'disk.img');
   writeFileSync(file, '');
   await run('truncate', ['-s', String(sizeBytes), file]);
   let path: string;
   try {
-    path = (await run('losetup', ['--find', '--show', file])).stdout.trim();
+    const args = ['--find', '--show', ...(opts.directIo ? ['--direct-io=on'] : []), file];
+    path = (await run('losetup', args)).stdout.trim();
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;

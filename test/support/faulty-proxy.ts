@@ -88,8 +88,10 @@ export class FaultyProxy {
     };
     client.on('error', close);
     upstream.on('error', close);
+    // The agent went away: so does the request. The server finished: pass its end on once the
+    // last bytes are out (destroying the client socket now would truncate the response).
     client.on('close', close);
-    upstream.on('close', close);
+    upstream.on('end', () => client.end());
     let head = '';
     client.on('data', (chunk: Buffer) => {
       if (head !== undefined && !head.includes('\r\n\r\n')) {

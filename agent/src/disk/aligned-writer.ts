@@ -1,7 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { alignedBuffer } from './aligned-memory.ts';
 
-/** Memory alignment O_DIRECT needs for buffers: a page covers every logical block size in use. */
+/** Buffers are page-aligned and block sizes multiples of a page, as O_DIRECT requires. */
 const ALIGNMENT = 4096;
 
 export interface AlignedWriterOptions {
@@ -29,7 +29,11 @@ export interface AlignedWriterOptions {
  * Writes a byte stream to a block device in large, page-aligned blocks
  * with a few writes in flight, so the device is never idle while the next
  * block fills. Memory is fixed: `inFlight` blocks plus the held-back head,
- * whatever the image size. Buffers are page-aligned, as O_DIRECT requires.
+ * whatever the image size.
+ *
+ * Data comes in two ways: `region()`/`advance()` let a producer (a socket
+ * read) put bytes straight into the buffer being filled, without a copy;
+ * `write()` copies a chunk in.
  */
 export class AlignedWriter {
   readonly #handle: FileHandle;
@@ -39,6 +43,7 @@ export class AlignedWriter {
   readonly #logicalBlockBytes: number;
   readonly #head: Buffer;
   readonly #slots: Buffer[];
+  /** The write of each slot while it is in flight. */
   readonly #pending: (Promise<void> | undefined)[];
   #headFill = 0;
   #slot = 0;
@@ -52,11 +57,10 @@ export class AlignedWriter {
     const blockBytes = opts.blockBytes ?? 8 << 20;
     const inFlight = opts.inFlight ?? 3;
     const headBytes = opts.headBytes ?? 1 << 20;
-    if (blockBytes % ALIGNMENT || headBytes % ALIGNMENT || headBytes <= 0) {
+    if (blockBytes % ALIGNMENT || headBytes % ALIGNMENT || headBytes <= 0 || inFlight < 1) {
       throw new Error('block and head sizes must be positive multiples of 4096');
     }
-    const total = headBytes + blockBytes * inFlight;
-    const memory = alignedBuffer(total);
+    const memory = alignedBuffer(headBytes + blockBytes * inFlight);
     this.#head = memory.subarray(0, headBytes);
     this.#slots = Array.from({ length: inFlight }, (_, i) =>
       memory.subarray(headBytes + i * blockBytes, headBytes + (i + 1) * blockBytes),
@@ -80,32 +84,64 @@ export class AlignedWriter {
     return this.#written;
   }
 
-  /** Copies `chunk` in; resolves once its bytes are buffered (a full block is then on its way to the device). */
-  async write(chunk: Buffer): Promise<void> {
-    if (this.#failed) throw this.#failed;
-    let at = 0;
+  /** The free part of the buffer being filled; undefined while that buffer is still being written (or a write failed). */
+  region(): Buffer | undefined {
+    if (this.#failed) return undefined;
+    if (this.#headFill < this.#head.length) return this.#head.subarray(this.#headFill);
+    if (this.#pending[this.#slot]) return undefined;
+    return (this.#slots[this.#slot] as Buffer).subarray(this.#fill);
+  }
+
+  /** `n` bytes were placed at the start of the last region; a full block goes to the device. */
+  advance(n: number): void {
     if (this.#headFill < this.#head.length) {
-      const n = chunk.copy(this.#head, this.#headFill, 0);
       this.#headFill += n;
-      at = n;
+      return;
     }
+    this.#fill += n;
+    if (this.#fill === this.#blockBytes) this.#submit();
+  }
+
+  /** Resolves once `region()` has room again; rejects when a write failed. */
+  async ready(): Promise<void> {
+    await this.#pending[this.#slot];
+    if (this.#failed) throw this.#failed;
+  }
+
+  /** Copies as much of `chunk` as fits without waiting; returns how many bytes it took. */
+  writeSome(chunk: Buffer): number {
+    let at = 0;
     while (at < chunk.length) {
-      const n = chunk.copy(this.#slots[this.#slot] as Buffer, this.#fill, at);
-      this.#fill += n;
+      const region = this.region();
+      if (!region) break;
+      const n = chunk.copy(region, 0, at);
       at += n;
-      if (this.#fill === this.#blockBytes) await this.#submit();
+      this.advance(n);
+    }
+    return at;
+  }
+
+  /** Copies `chunk` in, waiting for room when every buffer is in flight. */
+  async write(chunk: Buffer): Promise<void> {
+    let at = this.writeSome(chunk);
+    while (at < chunk.length) {
+      let region = this.region();
+      while (!region) {
+        await this.ready();
+        region = this.region();
+      }
+      const n = chunk.copy(region, 0, at);
+      at += n;
+      this.advance(n);
     }
   }
 
   /** Writes what is buffered (but not the head) and waits for every write. */
   async flush(): Promise<void> {
-    if (this.#failed) throw this.#failed;
-    const slot = this.#slots[this.#slot] as Buffer;
+    await this.ready();
     if (this.#fill > 0) {
       const length = this.#fill;
-      const offset = this.#offset;
-      await this.#await(this.#slot);
-      await this.#writeUnaligned(slot, length, offset);
+      await this.#writeUnaligned(this.#slots[this.#slot] as Buffer, length, this.#offset);
       this.#written += length;
       this.#offset += length;
       this.#fill = 0;
@@ -122,12 +158,10 @@ export class AlignedWriter {
     await Promise.all([this.#handle.datasync(), this.#buffered.datasync()]);
   }
 
-  async #submit(): Promise<void> {
+  #submit(): void {
     const index = this.#slot;
-    const buffer = this.#slots[index] as Buffer;
-    const offset = this.#offset;
     const length = this.#fill;
-    this.#pending[index] = this.#writeFully(this.#handle, buffer, length, offset).then(
+    const write = this.#writeFully(this.#handle, this.#slots[index] as Buffer, length, this.#offset).then(
       () => {
         this.#written += length;
       },
@@ -135,17 +169,12 @@ export class AlignedWriter {
         this.#failed ??= err;
       },
     );
+    this.#pending[index] = write.then(() => {
+      this.#pending[index] = undefined;
+    });
     this.#offset += length;
     this.#fill = 0;
     this.#slot = (index + 1) % this.#slots.length;
-    // The next slot must be free before it is filled again.
-    await this.#await(this.#slot);
-  }
-
-  async #await(index: number): Promise<void> {
-    await this.#pending[index];
-    this.#pending[index] = undefined;
-    if (this.#failed) throw this.#failed;
   }
 
   /** The aligned part through O_DIRECT, the rest (under one logical block) through the page cache. */

@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
-import { Transform, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Transform } from 'node:stream';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { DeployInstructions } from '../../../build/gen/ingot/v1/agent.ts';
 import { AlignedWriter } from '../disk/aligned-writer.ts';
 import { checkAllowed, describeDevice, openDisk } from '../disk/block-device.ts';
 import { endRanges, zeroRanges } from '../disk/zero.ts';
-import { HttpSource } from '../transport/http-source.ts';
+import { type BodyTarget, download } from '../transport/download.ts';
 import type { TaskContext, TaskOutcomeValue } from './context.ts';
+import { InflatingTarget, RawTarget } from './deploy-targets.ts';
 import { Reason, TaskFailure } from './task-failure.ts';
 
-/** Decompressed bytes per chunk handed to the writer. @default 1 MiB */
-const INFLATE_CHUNK_BYTES = 1 << 20;
+/** Decompressed bytes per chunk handed to the writer. @default 512 KiB */
+const INFLATE_CHUNK_BYTES = 512 << 10;
 
 /**
  * Streams an image onto a disk in one pass: HTTP (resumed with Range after
@@ -43,6 +43,8 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
   }
   const disk = await openDisk(spec.disk, ctx.disks);
   const writer = new AlignedWriter({
+    // Two 8 MiB writes in flight keep a disk busy; more only cost memory.
+    inFlight: 2,
     handle: disk.handle,
     buffered: disk.buffered,
     direct: disk.direct,
@@ -54,44 +56,31 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
   );
   let wrote = false;
   try {
-    const source = new HttpSource(spec.url, {
-      sizeBytes: spec.sizeBytes,
-      onResume: (offset, cause) => {
-        log.warn({ offset, err: cause }, 'image download interrupted; resuming');
-        progress.update(
-          'resuming',
-          writer.bytesAccepted,
-          spec.virtualSizeBytes,
-          `connection lost at byte ${offset} of the image; resuming there`,
-        );
-      },
-    });
     const hash = createHash('sha256');
-    const digest = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        done(null, chunk);
-      },
-    });
-    const sink = new Writable({
-      highWaterMark: 4 << 20,
-      write(chunk: Buffer, _encoding, done) {
-        if (writer.bytesAccepted + chunk.length > disk.sizeBytes) {
-          done(new TaskFailure(Reason.IMAGE_TOO_LARGE, `the image is larger than ${spec.disk}`));
-          return;
-        }
-        wrote = true;
-        writer.write(chunk).then(() => {
-          progress.update('writing', writer.bytesAccepted, spec.virtualSizeBytes);
-          done();
-        }, done);
-      },
-    });
-    progress.update('writing', 0, spec.virtualSizeBytes);
+    const onBytes = () => {
+      wrote = true;
+      progress.update('writing', writer.bytesAccepted, spec.virtualSizeBytes);
+    };
     const inflater = inflaterFor(spec.format);
+    const target = inflater
+      ? new InflatingTarget(writer, hash, inflater, onBytes)
+      : new RawTarget(writer, hash, onBytes);
+    progress.update('writing', 0, spec.virtualSizeBytes);
     try {
-      if (inflater) await pipeline(source, digest, inflater, sink, { signal });
-      else await pipeline(source, digest, sink, { signal });
+      await download(spec.url, new DiskBound(target, writer, disk.sizeBytes, spec.disk), {
+        sizeBytes: spec.sizeBytes,
+        signal,
+        onResume: (offset, cause) => {
+          log.warn({ offset, err: cause }, 'image download interrupted; resuming');
+          progress.update(
+            'resuming',
+            writer.bytesAccepted,
+            spec.virtualSizeBytes,
+            `connection lost at byte ${offset} of the image; resuming there`,
+          );
+        },
+      });
+      if (target instanceof InflatingTarget) await target.finish();
     } catch (err) {
       if (err instanceof TaskFailure || signal.aborted) throw err;
       if (inflater && (err as { code?: string }).code?.startsWith('Z_')) {
@@ -104,7 +93,9 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
       throw new TaskFailure(
         Reason.DISK_WRITE_FAILED,
         `writing ${spec.disk} failed: ${(err as Error).message}`,
-        { cause: err },
+        {
+          cause: err,
+        },
       );
     }
     progress.update('syncing', writer.bytesAccepted, spec.virtualSizeBytes);
@@ -150,4 +141,37 @@ function inflaterFor(format: string): Transform | undefined {
   if (format === 'zstd') return createZstdDecompress({ chunkSize: INFLATE_CHUNK_BYTES });
   if (format === 'raw' || format === '') return undefined;
   throw new TaskFailure(Reason.UNSUPPORTED_TASK, `this agent cannot write images in format ${format}`);
+}
+
+/** Refuses bytes past the end of the disk (an image whose virtual size was understated). */
+class DiskBound implements BodyTarget {
+  readonly #inner: BodyTarget;
+  readonly #writer: AlignedWriter;
+  readonly #diskBytes: number;
+  readonly #disk: string;
+  #failed: TaskFailure | undefined;
+
+  constructor(inner: BodyTarget, writer: AlignedWriter, diskBytes: number, disk: string) {
+    this.#inner = inner;
+    this.#writer = writer;
+    this.#diskBytes = diskBytes;
+    this.#disk = disk;
+  }
+
+  region(): Buffer | undefined {
+    return this.#failed ? undefined : this.#inner.region();
+  }
+
+  filled(n: number): void {
+    this.#inner.filled(n);
+    if (this.#writer.bytesAccepted > this.#diskBytes) {
+      this.#failed = new TaskFailure(Reason.IMAGE_TOO_LARGE, `the image is larger than ${this.#disk}`);
+    }
+  }
+
+  async ready(): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    await this.#inner.ready();
+    if (this.#failed) throw this.#failed;
+  }
 }

@@ -4,6 +4,8 @@ import type { TaskProgress } from '../../../build/gen/ingot/v1/task.ts';
 export const PROGRESS_INTERVAL_MS = 250;
 /** The rate is measured over this window. @default 2 s */
 const RATE_WINDOW_MS = 2000;
+/** Byte counts are sampled for the rate at most this often, so that a call per chunk stays cheap. @default 100 ms */
+const SAMPLE_EVERY_MS = 100;
 
 /**
  * Turns a task's frequent byte counts into at most four reports a second,
@@ -34,9 +36,22 @@ export class ProgressReporter {
 
   update(phase: string, bytesDone = 0, bytesTotal = 0, message = ''): void {
     const now = Date.now();
-    this.#samples.push({ at: now, bytes: bytesDone });
-    while (this.#samples.length > 2 && now - (this.#samples[1]?.at ?? now) > RATE_WINDOW_MS)
-      this.#samples.shift();
+    const urgent = phase !== this.#phase || message !== '';
+    // Called for every chunk written: while a report is scheduled, only remember the count.
+    if (!urgent && this.#timer && this.#latest) {
+      this.#latest.bytesDone = bytesDone;
+      return;
+    }
+    if (phase !== this.#phase) {
+      this.#phase = phase;
+      this.#samples.length = 0;
+    }
+    if (now - (this.#samples.at(-1)?.at ?? 0) >= SAMPLE_EVERY_MS) {
+      this.#samples.push({ at: now, bytes: bytesDone });
+      while (this.#samples.length > 2 && now - (this.#samples[1]?.at ?? now) > RATE_WINDOW_MS) {
+        this.#samples.shift();
+      }
+    }
     const first = this.#samples[0] ?? { at: now, bytes: bytesDone };
     const seconds = (now - first.at) / 1000;
     const rate = seconds > 0 ? Math.max(0, Math.round((bytesDone - first.bytes) / seconds)) : 0;
@@ -49,15 +64,10 @@ export class ProgressReporter {
       time: new Date(now),
       message,
     };
-    const urgent = phase !== this.#phase || message !== '';
-    if (phase !== this.#phase) {
-      this.#phase = phase;
-      this.#samples.splice(0, this.#samples.length - 1);
-    }
     if (urgent || now - this.#lastSent >= this.#intervalMs) {
       this.#flush();
     } else {
-      this.#timer ??= setTimeout(() => this.#flush(), this.#intervalMs - (now - this.#lastSent));
+      this.#timer = setTimeout(() => this.#flush(), this.#intervalMs - (now - this.#lastSent));
     }
   }
 

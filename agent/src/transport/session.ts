@@ -85,6 +85,16 @@ export class AgentSession {
   /** One stream, from Hello to its end. */
   async #connectOnce(signal: AbortSignal): Promise<{ welcomed: boolean; error?: ServiceError }> {
     const { runner, log } = this.#opts;
+    // Everything slow happens before the call exists: its error listener must be attached at once.
+    const hello = {
+      agentToken: this.#opts.token,
+      macs: [...this.#opts.macs],
+      agentVersion: AGENT_VERSION,
+      inventory: await this.#opts.inventory(),
+      runningTaskIds: runner.runningIds(),
+      pendingResults: runner.pendingResults(),
+      instanceId: this.#opts.instanceId,
+    };
     const call = this.#client.connect();
     let welcomed = false;
     let heartbeat: NodeJS.Timeout | undefined;
@@ -95,17 +105,7 @@ export class AgentSession {
     const onAbort = () => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      send({
-        hello: {
-          agentToken: this.#opts.token,
-          macs: [...this.#opts.macs],
-          agentVersion: AGENT_VERSION,
-          inventory: await this.#opts.inventory(),
-          runningTaskIds: runner.runningIds(),
-          pendingResults: runner.pendingResults(),
-          instanceId: this.#opts.instanceId,
-        },
-      });
+      send({ hello });
       return await new Promise((resolve) => {
         call.on('data', (message: ConnectResponse) => {
           if (message.welcome) {

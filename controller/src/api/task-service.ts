@@ -167,6 +167,8 @@ export function taskHandlers(queue: TaskQueue): Handlers {
         const names = await nodeNames(em, [found]);
         const read = () => em.fork().findOneOrFail(Task, { id: found.id });
         let last = await read();
+        // The newest progress sent, from the bus or the database, so that the poll never repeats an older one.
+        let progressTime = last.progress?.time ?? '';
         await send({ taskId: last.id, time: new Date(), task: taskToProto(last, names) });
         while (!isFinished(last.state)) {
           if (pending.length === 0) {
@@ -187,8 +189,9 @@ export function taskHandlers(queue: TaskQueue): Handlers {
             if (fresh.state !== last.state || fresh.cancelRequested !== last.cancelRequested) {
               last = fresh;
               await send({ taskId: last.id, time: new Date(), task: taskToProto(last, names) });
-            } else if (fresh.progress && fresh.progress.time !== last.progress?.time) {
+            } else if (fresh.progress && fresh.progress.time > progressTime) {
               last = fresh;
+              progressTime = fresh.progress.time;
               await send({
                 taskId: last.id,
                 time: new Date(),
@@ -199,6 +202,7 @@ export function taskHandlers(queue: TaskQueue): Handlers {
           }
           for (const event of batch) {
             if (event.kind === 'progress') {
+              if (event.progress.time > progressTime) progressTime = event.progress.time;
               await send({
                 taskId: found.id,
                 time: new Date(),
