@@ -1,33 +1,46 @@
 import { mkdirSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { AgentServiceService } from '../../build/gen/ingot/v1/agent.ts';
+import { ImageServiceService } from '../../build/gen/ingot/v1/image.ts';
 import { InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
 import { NetworkServiceService } from '../../build/gen/ingot/v1/network.ts';
 import { PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
+import { TaskServiceService } from '../../build/gen/ingot/v1/task.ts';
+import { agentHandlers } from './api/agent-service.ts';
+import { imageHandlers } from './api/image-service.ts';
 import { instanceHandlers } from './api/instance-service.ts';
 import { inventoryHandlers } from './api/inventory-service.ts';
 import { RpcMetrics } from './api/metrics.ts';
 import { networkHandlers } from './api/network-service.ts';
 import { powerHandlers } from './api/power-service.ts';
 import { addReflection } from './api/reflection.ts';
-import { implement, type Method } from './api/rpc.ts';
+import { type Handlers, implement } from './api/rpc.ts';
 import { schedulerHandlers } from './api/scheduler-service.ts';
+import { taskHandlers } from './api/task-service.ts';
+import { AgentSessions } from './conductor/agent-sessions.ts';
 import { Placement } from './conductor/placement.ts';
 import { PortFlipper } from './conductor/port-flips.ts';
+import { TaskBus } from './conductor/task-bus.ts';
+import { TaskQueue } from './conductor/task-queue.ts';
 import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
-import { DnsmasqNetboot } from './drivers/netboot/dnsmasq-netboot.ts';
-import { defaultControllerGrpc } from './drivers/netboot/netboot-config.ts';
 import { createNetworkDrivers } from './drivers/network/registry.ts';
 import { PowerManager } from './drivers/power/power-manager.ts';
 import { createPowerDrivers } from './drivers/power/registry.ts';
+import { agentRoutes } from './http/agent-routes.ts';
+import { imageRoutes } from './http/image-routes.ts';
 import { createHttpServer } from './http/server.ts';
+import { ImageStore } from './images/image-store.ts';
+import { UrlSigner } from './images/url-signer.ts';
 import type { Logger } from './log/logger.ts';
 import { HostStateCache } from './store/host-states.ts';
 import { inventoryResources } from './store/inventory-resources.ts';
@@ -36,6 +49,8 @@ import { SecretBox } from './store/secrets.ts';
 import { ensureAdminToken } from './store/tokens.ts';
 
 const DESCRIPTORS = new URL('../../build/descriptors.binpb', import.meta.url);
+/** The agent executable `make agent` builds, served unless the config names another. */
+const AGENT_BINARY = fileURLToPath(new URL('../../build/ingot-agent', import.meta.url));
 /** How long in-flight calls get to finish on shutdown before they are cut. @default 10 s */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -48,8 +63,6 @@ export interface RunningController {
   db: Database;
   /** Moves nodes' switch ports between networks (the provisioning flow's network steps). */
   network: PortFlipper;
-  /** DHCP host entries and boot files for nodes being provisioned; undefined when netboot is off. */
-  netboot: DnsmasqNetboot | undefined;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -70,13 +83,25 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const powerSync = new PowerSync({ db, secrets, power, log });
     const placement = new Placement(new Scheduler(config.scheduler), new HostStateCache(db));
     const network = new PortFlipper({ db, drivers: createNetworkDrivers(), secrets, log });
-    const services: [grpc.ServiceDefinition, Record<string, Method<never, unknown>>][] = [
+    // The HTTP port is known once the listener is bound (port 0 in tests); URLs are built later.
+    let boundHttpPort = 0;
+    const httpBase = (authority: string) =>
+      config.httpAdvertiseUrl.replace(/\/+$/, '') || `http://${urlHost(authority, config.httpListen)}:${boundHttpPort}`;
+    const bus = new TaskBus();
+    const imageStore = new ImageStore(join(config.dataDir, 'images'));
+    const signer = new UrlSigner(secrets.derive('image-url-signing'));
+    const tasks = new TaskQueue({ db, bus, signer, log });
+    const agents = new AgentSessions({ db, queue: tasks, httpBase });
+    const services: [grpc.ServiceDefinition, Handlers][] = [
       [
         InventoryServiceService,
         inventoryHandlers(inventoryResources(secrets), { onChange: () => placement.inventoryChanged() }),
       ],
       [SchedulerServiceService, schedulerHandlers(placement)],
       [InstanceServiceService, instanceHandlers(placement)],
+      [ImageServiceService, imageHandlers({ db, store: imageStore, signer, log, httpBase })],
+      [AgentServiceService, agentHandlers(agents)],
+      [TaskServiceService, taskHandlers(tasks)],
       [PowerServiceService, powerHandlers({ secrets, power })],
       [NetworkServiceService, networkHandlers(network)],
     ];
@@ -97,18 +122,15 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     );
     const grpcAddress = `${config.grpcListen.slice(0, config.grpcListen.lastIndexOf(':'))}:${port}`;
     let serving = true;
-    // Netboot when configured: DHCP host entries and boot files; the iPXE scripts are served over HTTP.
-    const netboot =
-      config.netboot.mode === 'off'
-        ? undefined
-        : new DnsmasqNetboot({
-            config: config.netboot,
-            db,
-            log,
-            controllerUrl: config.httpAdvertiseUrl,
-            controllerGrpc: defaultControllerGrpc(config.netboot, config.httpAdvertiseUrl, port),
-          });
-    http = createHttpServer({ metrics, ready: () => serving, log, routes: netboot?.routes() ?? [] });
+    http = createHttpServer({
+      metrics,
+      ready: () => serving,
+      log,
+      routes: [
+        ...imageRoutes({ db, store: imageStore, signer, log }),
+        ...agentRoutes({ agentBinary: config.agentBinary || AGENT_BINARY }),
+      ],
+    });
     const [httpHost, httpPort] = splitListen(config.httpListen);
     const listening = http;
     await new Promise<void>((resolve, reject) => {
@@ -116,7 +138,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       listening.listen(httpPort, httpHost, () => resolve());
     });
     const httpAddress = `${httpHost}:${(listening.address() as AddressInfo).port}`;
-    await netboot?.start();
+    boundHttpPort = Number(httpAddress.slice(httpAddress.lastIndexOf(':') + 1));
     powerSync.start();
     // Port moves a previous run recorded but did not finish; re-applying them is idempotent.
     void network.reconcile().catch((err: unknown) => log.error({ err }, 'port move reconcile failed'));
@@ -130,16 +152,16 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       httpAddress,
       db,
       network,
-      netboot,
       async stop() {
         serving = false;
+        // Agent and watch streams never end on their own: end them so that shutdown need not wait.
+        bus.close();
         for (const name of ['', ...serviceNames]) health.setStatus(name, 'NOT_SERVING');
         // HTTP keeps answering /healthz (503) while gRPC calls drain, so balancers see the stop.
         await drainGrpc(server);
         await drainHttp(listening);
         await powerSync.stop();
         await network.stop();
-        await netboot?.stop();
         await db.close();
         log.info('controller stopped');
       },
@@ -179,6 +201,17 @@ function drainHttp(http: Server): Promise<void> {
 function serviceName(definition: grpc.ServiceDefinition): string {
   const path = Object.values(definition)[0]?.path ?? '';
   return path.slice(1, path.lastIndexOf('/'));
+}
+
+/**
+ * The host for URLs handed to a client: the one it dialled (`authority`), else the listen address
+ * (or loopback when that is a wildcard). IPv6 in brackets.
+ */
+function urlHost(authority: string, listen: string): string {
+  const dialled = authority.startsWith('[') ? authority.slice(1, authority.indexOf(']')) : authority.split(':')[0];
+  let host = dialled || splitListen(listen)[0];
+  if (host === '0.0.0.0' || host === '::' || host === '') host = '127.0.0.1';
+  return isIP(host) === 6 ? `[${host}]` : host;
 }
 
 function splitListen(listen: string): [string, number] {

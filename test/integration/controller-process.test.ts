@@ -142,7 +142,7 @@ describe('a controller started with only a relative --data-dir and port-0 listen
       file: join(dataDir, 'admin.token'),
     });
     expect(readdirSync(cwd)).toEqual(['state']);
-    expect(readdirSync(dataDir).sort()).toEqual(['admin.token', 'db', 'secret.key']);
+    expect(readdirSync(dataDir).sort()).toEqual(['admin.token', 'db', 'images', 'secret.key']);
     expect(existsSync(join(dataDir, 'db', 'PG_VERSION'))).toBe(true);
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dataDir, 'admin.token')).mode & 0o777).toBe(0o600);
@@ -409,7 +409,7 @@ describe.each(BACKENDS)('a controller restarted on %s', (backend: Backend) => {
       expect([tokenAfter.ino, tokenAfter.mtimeMs]).toEqual([tokenBefore.stat.ino, tokenBefore.stat.mtimeMs]);
       expect(readFileSync(join(dataDir, 'secret.key'), 'utf8')).toBe(keyBefore);
       expect(readdirSync(dataDir).sort()).toEqual(
-        backend === 'pglite' ? ['admin.token', 'db', 'secret.key'] : ['admin.token', 'secret.key'],
+        backend === 'pglite' ? ['admin.token', 'db', 'images', 'secret.key'] : ['admin.token', 'images', 'secret.key'],
       );
     },
     SLOW_MS,
