@@ -301,3 +301,60 @@ export function makeImage(sizeBytes: number, seed = 1): Buffer {
   image[511] = 0xaa;
   return image;
 }
+
+/**
+ * The agent's side of Connect, driven by a test: what a (possibly misbehaving) agent sends, and
+ * everything the controller answers, for protocol tests that need no executable.
+ */
+export class FakeAgentStream {
+  readonly received: agentPb.ConnectResponse[] = [];
+  /** Resolves with the stream's end: OK, or the error the controller ended it with. */
+  readonly ended: Promise<{ code: grpc.status; error?: ReturnType<typeof decodeError> }>;
+  readonly #client: agentPb.AgentServiceClient;
+  readonly #call: grpc.ClientDuplexStream<agentPb.ConnectRequest, agentPb.ConnectResponse>;
+
+  constructor(address: string) {
+    this.#client = new agentPb.AgentServiceClient(address, grpc.credentials.createInsecure());
+    this.#call = this.#client.connect();
+    this.#call.on('data', (message: agentPb.ConnectResponse) => this.received.push(message));
+    this.ended = new Promise((resolve) => {
+      this.#call.on('error', (err: grpc.ServiceError) =>
+        resolve({ code: err.code, error: decodeError(err) }),
+      );
+      this.#call.on('end', () => resolve({ code: grpc.status.OK }));
+    });
+  }
+
+  /** Sends Hello with these fields (the token and MACs at least). */
+  hello(hello: Partial<agentPb.Hello>): void {
+    this.send({ hello: agentPb.Hello.fromPartial(hello) });
+  }
+
+  send(message: agentPb.ConnectRequest): void {
+    this.#call.write(message);
+  }
+
+  /** Waits for the first message from the controller (after `after` of them) that `pick` returns a value for. */
+  async next<T>(what: string, pick: (m: agentPb.ConnectResponse) => T | undefined, after = 0): Promise<T> {
+    return eventually(what, async () => {
+      for (const message of this.received.slice(after)) {
+        const value = pick(message);
+        if (value !== undefined) return value;
+      }
+      const ended = await Promise.race([this.ended, Promise.resolve(undefined)]);
+      if (ended) throw new Error(`the stream ended (${JSON.stringify(ended)}) before ${what}`);
+      return undefined;
+    });
+  }
+
+  /** Half-closes, as an agent that stops cleanly does. */
+  end(): void {
+    this.#call.end();
+  }
+
+  /** Drops the stream, as a killed agent or a broken network does. */
+  close(): void {
+    this.#call.cancel();
+    this.#client.close();
+  }
+}
