@@ -164,6 +164,19 @@ describe('scheduler properties', () => {
     );
   });
 
+  it('ranks only the best `limit` hosts, exactly as the head of the full ranking', () => {
+    fc.assert(
+      fc.property(world, fc.integer({ min: 1, max: 10 }), ({ aggregates, hosts, req }, limit) => {
+        const spec = toRequest(req, aggregates);
+        const full = scheduler.select(hosts, spec, { explain: false });
+        const head = scheduler.select(hosts, spec, { explain: false, limit });
+        expect(head.ranked).toEqual(full.ranked.slice(0, limit));
+        expect(head.candidates).toBe(full.ranked.length);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it('keeps isolated projects in their aggregate and everyone else out of it', () => {
     fc.assert(
       fc.property(world, ({ aggregates, hosts, req }) => {

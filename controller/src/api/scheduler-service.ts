@@ -23,15 +23,18 @@ export function schedulerHandlers(placement: Placement): Record<string, Method<n
       const resolved = await resolveSchedulingRequest(em, caller, req.request, 'request', {
         imageRequired: false,
       });
-      const selection = await placement.select(resolved.placement, { explain: req.explain });
+      const selection = await placement.select(resolved.placement, {
+        explain: req.explain,
+        limit: req.count || 1,
+      });
       return {
-        destinations: selection.ranked.slice(0, req.count || 1).map(({ host, weight }) => ({
+        destinations: selection.ranked.map(({ host, weight }) => ({
           kind: host.kind,
           id: host.id,
           name: host.name,
           weight,
         })),
-        candidates: selection.ranked.length,
+        candidates: selection.candidates,
         noValidHost: selection.noValidHost,
         trace: selection.trace,
       };

@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/sql';
 import { NoValidHostError } from '../domain/errors.ts';
 import type { RequestSpec } from '../domain/scheduler/host-state.ts';
 import { prepareRequest } from '../domain/scheduler/host-state.ts';
-import type { Selection } from '../domain/scheduler/pipeline.ts';
+import type { Selection, SelectOptions } from '../domain/scheduler/pipeline.ts';
 import type { Scheduler } from '../domain/scheduler/scheduler.ts';
 import type { Instance } from '../store/entities/instance.ts';
 import type { HostStateCache } from '../store/host-states.ts';
@@ -11,6 +11,9 @@ import { type BootInput, claimAndRecord, deleteInstance } from '../store/instanc
 
 /** What a caller asks for, resolved to ids (see prepareRequest for the rest). */
 export type PlacementRequest = Omit<RequestSpec, 'bareMetal' | 'homeAggregateIds'>;
+
+/** How many of the best hosts a boot tries to claim before looking again. */
+const BOOT_CANDIDATES = 64;
 
 /**
  * Scheduling against the cached view of the inventory, and boots that claim
@@ -26,7 +29,7 @@ export class Placement {
     this.#cache = cache;
   }
 
-  async select(request: PlacementRequest, opts: { explain: boolean }): Promise<Selection> {
+  async select(request: PlacementRequest, opts: SelectOptions): Promise<Selection> {
     const { hosts, aggregates } = await this.#cache.get();
     return this.#scheduler.select(hosts, prepareRequest(request, aggregates, this.#scheduler.settings), opts);
   }
@@ -34,7 +37,7 @@ export class Placement {
   /** Throws NoValidHostError (RESOURCE_EXHAUSTED) when no host passes or every candidate was taken. */
   async boot(em: EntityManager, request: PlacementRequest, input: BootInput): Promise<Instance> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const selection = await this.select(request, { explain: false });
+      const selection = await this.select(request, { explain: false, limit: BOOT_CANDIDATES });
       if (selection.ranked.length === 0) throw new NoValidHostError(selection.noValidHost);
       const candidates = selection.ranked.map((w) => w.host);
       const booked = await retryConflicts(() =>

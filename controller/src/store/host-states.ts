@@ -118,8 +118,10 @@ export interface ClaimDelta {
  * The scheduler's view of the inventory, kept in memory so a decision over
  * ten thousand hosts costs no query. It is only a hint: claims are checked
  * again by the database, so a stale view costs a retry, never a double
- * booking. Reloaded when older than `maxAgeMs` or after an inventory change;
- * this controller's own claims are applied in place.
+ * booking. After an inventory change through this controller the next
+ * decision waits for a fresh view; a view merely older than `maxAgeMs`
+ * (other controllers' changes) is refreshed in the background while
+ * decisions go on with it. This controller's own claims are applied in place.
  */
 export class HostStateCache {
   readonly #db: Database;
@@ -127,41 +129,57 @@ export class HostStateCache {
   #view: { hosts: HostState[]; aggregates: AggregateInfo[] } | undefined;
   #byId = new Map<string, HostState>();
   #loadedAt = 0;
+  /** Bumped by invalidate(); a view loaded under an older one is not trusted. */
   #generation = 0;
+  #viewGeneration = -1;
   #loading: Promise<{ hosts: HostState[]; aggregates: AggregateInfo[] }> | undefined;
+  #loadingGeneration = -1;
 
-  /** @param maxAgeMs how stale the view may get (other controllers' changes). @default 1000 */
+  /** @param maxAgeMs how stale the view may get before a background refresh. @default 1000 */
   constructor(db: Database, maxAgeMs = 1000) {
     this.#db = db;
     this.#maxAgeMs = maxAgeMs;
   }
 
   async get(): Promise<{ hosts: HostState[]; aggregates: AggregateInfo[] }> {
-    if (this.#view && Date.now() - this.#loadedAt < this.#maxAgeMs) return this.#view;
-    if (!this.#loading) {
-      const generation = this.#generation;
-      const started = Date.now();
-      this.#loading = loadHostStates(this.#db.fork()).then(
-        (view) => {
-          this.#loading = undefined;
+    if (!this.#view || this.#viewGeneration !== this.#generation) return this.#load();
+    if (Date.now() - this.#loadedAt >= this.#maxAgeMs) {
+      this.#load().catch(() => {
+        // The next decision that needs a fresh view reports the failure.
+      });
+    }
+    return this.#view;
+  }
+
+  /** Loads the view; a load started before the latest invalidation does not count as fresh. */
+  #load(): Promise<{ hosts: HostState[]; aggregates: AggregateInfo[] }> {
+    if (this.#loading && this.#loadingGeneration === this.#generation) return this.#loading;
+    const generation = this.#generation;
+    const started = Date.now();
+    const loading = loadHostStates(this.#db.fork()).then(
+      (view) => {
+        if (this.#loading === loading) this.#loading = undefined;
+        if (generation >= this.#viewGeneration) {
           this.#view = view;
           this.#byId = new Map(view.hosts.map((h) => [`${h.kind}:${h.id}`, h]));
-          this.#loadedAt = generation === this.#generation ? started : 0;
-          return view;
-        },
-        (err: unknown) => {
-          this.#loading = undefined;
-          throw err;
-        },
-      );
-    }
-    return this.#loading;
+          this.#viewGeneration = generation;
+          this.#loadedAt = started;
+        }
+        return view;
+      },
+      (err: unknown) => {
+        if (this.#loading === loading) this.#loading = undefined;
+        throw err;
+      },
+    );
+    this.#loading = loading;
+    this.#loadingGeneration = generation;
+    return loading;
   }
 
   /** The next `get` reads the database again. */
   invalidate(): void {
     this.#generation++;
-    this.#loadedAt = 0;
   }
 
   /** Applies (sign 1) or releases (sign -1) a claim this controller committed. */

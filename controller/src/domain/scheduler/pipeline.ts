@@ -21,12 +21,20 @@ export interface FilterStep {
 }
 
 export interface Selection {
-  /** Every host that passed, best first. */
+  /** The best hosts that passed, best first: all of them, or the first `limit`. */
   ranked: WeighedHost[];
+  /** How many hosts passed every filter. */
+  candidates: number;
   /** Empty when a host was found; otherwise names the emptying filter and the closest misses. */
   noValidHost: string;
   /** Only when asked to explain. */
   trace: FilterStep[];
+}
+
+export interface SelectOptions {
+  explain: boolean;
+  /** Rank only this many of the best hosts (callers never use more). @default all */
+  limit?: number;
 }
 
 const REJECTIONS_SHOWN = 10;
@@ -35,78 +43,116 @@ const CLOSEST_SHOWN = 3;
 /**
  * Runs the filters in order, then the weighers, over the given hosts. Pure:
  * the same hosts and request always give the same answer (ties go by name).
+ * One pass: each host goes through the filters until one rejects it, so ten
+ * thousand hosts cost no intermediate lists.
  */
 export function selectHosts(
   hosts: readonly HostState[],
   request: RequestSpec,
   filters: readonly HostFilter[],
   weighers: readonly HostWeigher[],
-  opts: { explain: boolean },
+  opts: SelectOptions,
 ): Selection {
-  const trace: FilterStep[] = [];
-  let remaining: readonly HostState[] = hosts;
-  for (const filter of filters) {
-    const kept: HostState[] = [];
-    const rejected: HostState[] = [];
-    for (const host of remaining) {
-      if (filter.passes(host, request)) kept.push(host);
-      else if (opts.explain || rejected.length < REJECTIONS_SHOWN) rejected.push(host);
+  const rejectedBy = new Array<number>(filters.length).fill(0);
+  const samples: HostState[][] = filters.map(() => []);
+  const kept: HostState[] = [];
+  next: for (const host of hosts) {
+    for (let f = 0; f < filters.length; f++) {
+      if (!(filters[f] as HostFilter).passes(host, request)) {
+        rejectedBy[f] = (rejectedBy[f] ?? 0) + 1;
+        const sample = samples[f] as HostState[];
+        if (sample.length < REJECTIONS_SHOWN) sample.push(host);
+        continue next;
+      }
     }
+    kept.push(host);
+  }
+
+  const trace: FilterStep[] = [];
+  let hostsIn = hosts.length;
+  for (let f = 0; f < filters.length; f++) {
+    const filter = filters[f] as HostFilter;
+    const hostsOut = hostsIn - (rejectedBy[f] ?? 0);
+    const sample = samples[f] as HostState[];
     if (opts.explain) {
       trace.push({
         filter: filter.name,
-        hostsIn: remaining.length,
-        hostsOut: kept.length,
-        rejected: rejected
-          .slice(0, REJECTIONS_SHOWN)
-          .map((h) => ({ host: h.name, reason: filter.why(h, request) })),
+        hostsIn,
+        hostsOut,
+        rejected: sample.map((h) => ({ host: h.name, reason: filter.why(h, request) })),
       });
     }
-    if (kept.length === 0) {
-      return { ranked: [], noValidHost: describeEmpty(filter, remaining, rejected, request), trace };
+    if (hostsOut === 0) {
+      return {
+        ranked: [],
+        candidates: 0,
+        noValidHost: describeEmpty(filter, hostsIn, sample, request),
+        trace,
+      };
     }
-    remaining = kept;
+    hostsIn = hostsOut;
   }
-  return { ranked: weigh(remaining, request, weighers), noValidHost: '', trace };
+  return {
+    ranked: weigh(kept, request, weighers, opts.limit ?? kept.length),
+    candidates: kept.length,
+    noValidHost: '',
+    trace,
+  };
 }
 
 function describeEmpty(
   filter: HostFilter,
-  before: readonly HostState[],
+  hostsIn: number,
   rejected: HostState[],
   request: RequestSpec,
 ): string {
-  if (before.length === 0) return 'no valid host: the inventory has no hosts';
+  if (hostsIn === 0) return 'no valid host: the inventory has no hosts';
   const closest = rejected
     .slice(0, CLOSEST_SHOWN)
     .map((h) => `${h.name} (${filter.why(h, request)})`)
     .join('; ');
-  return `no valid host: ${filter.name} rejected the last ${before.length} host(s); closest: ${closest}`;
+  return `no valid host: ${filter.name} rejected the last ${hostsIn} host(s); closest: ${closest}`;
+}
+
+/** Best first: higher weight, then name. */
+function better(a: WeighedHost, b: WeighedHost): boolean {
+  return a.weight > b.weight || (a.weight === b.weight && a.host.name < b.host.name);
 }
 
 function weigh(
   hosts: readonly HostState[],
   request: RequestSpec,
   weighers: readonly HostWeigher[],
+  limit: number,
 ): WeighedHost[] {
   const totals = new Float64Array(hosts.length);
+  const raw = new Float64Array(hosts.length);
   for (const weigher of weighers) {
     if (weigher.multiplier === 0) continue;
-    const raw = hosts.map((h) => weigher.weigh(h, request));
     let min = Number.POSITIVE_INFINITY;
     let max = Number.NEGATIVE_INFINITY;
-    for (const r of raw) {
+    for (let i = 0; i < hosts.length; i++) {
+      const r = weigher.weigh(hosts[i] as HostState, request);
+      raw[i] = r;
       if (r < min) min = r;
       if (r > max) max = r;
     }
     const span = max - min;
     if (span === 0) continue;
-    for (let i = 0; i < raw.length; i++)
+    for (let i = 0; i < hosts.length; i++) {
       totals[i] = (totals[i] ?? 0) + (((raw[i] ?? 0) - min) / span) * weigher.multiplier;
+    }
   }
-  return hosts
-    .map((host, i) => ({ host, weight: totals[i] ?? 0 }))
-    .sort(
-      (a, b) => b.weight - a.weight || (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0),
-    );
+  // Keep only the best `limit`, in order: insertion into a short sorted list
+  // beats sorting ten thousand candidates when callers want a hundred.
+  const best: WeighedHost[] = [];
+  for (let i = 0; i < hosts.length; i++) {
+    const candidate = { host: hosts[i] as HostState, weight: totals[i] ?? 0 };
+    if (best.length === limit && !better(candidate, best[limit - 1] as WeighedHost)) continue;
+    let at = best.length;
+    while (at > 0 && better(candidate, best[at - 1] as WeighedHost)) at--;
+    best.splice(at, 0, candidate);
+    if (best.length > limit) best.pop();
+  }
+  return best;
 }

@@ -1,7 +1,7 @@
 import type { HostFilter } from './filters/host-filter.ts';
 import { FILTERS } from './filters/index.ts';
 import type { HostState, RequestSpec, SchedulerSettings } from './host-state.ts';
-import { type Selection, selectHosts } from './pipeline.ts';
+import { type Selection, type SelectOptions, selectHosts } from './pipeline.ts';
 import { type HostWeigher, WEIGHERS } from './weighers.ts';
 
 /** Settings plus the filters and weighers, by name, in the order they run. */
@@ -33,7 +33,7 @@ export class Scheduler {
     });
   }
 
-  select(hosts: readonly HostState[], request: RequestSpec, opts: { explain: boolean }): Selection {
+  select(hosts: readonly HostState[], request: RequestSpec, opts: SelectOptions): Selection {
     return selectHosts(hosts, request, this.filters, this.weighers, opts);
   }
 }

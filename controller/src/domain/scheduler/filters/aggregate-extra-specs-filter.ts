@@ -3,13 +3,21 @@ import type { HostFilter } from './host-filter.ts';
 
 const SCOPE = 'aggregate_instance_extra_specs:';
 
-/** Flavor extra specs this filter matches: scoped ones, and unscoped keys (no `:`) as nova does. */
+const wantedByRequest = new WeakMap<RequestSpec, [string, string][]>();
+
+/**
+ * Flavor extra specs this filter matches: scoped ones, and unscoped keys (no
+ * `:`) as nova does. Worked out once per request, not once per host.
+ */
 function wantedSpecs(request: RequestSpec): [string, string][] {
+  const known = wantedByRequest.get(request);
+  if (known) return known;
   const out: [string, string][] = [];
   for (const [key, value] of Object.entries(request.flavor.extraSpecs)) {
     if (key.startsWith(SCOPE)) out.push([key.slice(SCOPE.length), value]);
     else if (!key.includes(':')) out.push([key, value]);
   }
+  wantedByRequest.set(request, out);
   return out;
 }
 
@@ -23,7 +31,9 @@ function offered(host: HostState, key: string): Set<string> {
 }
 
 function firstMismatch(host: HostState, request: RequestSpec): string | undefined {
-  for (const [key, value] of wantedSpecs(request)) {
+  const wanted = wantedSpecs(request);
+  if (wanted.length === 0) return undefined;
+  for (const [key, value] of wanted) {
     if (!offered(host, key).has(value)) return `${key}=${value}`;
   }
   return undefined;
