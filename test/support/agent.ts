@@ -75,6 +75,8 @@ export function uploadImage(
       if (err) reject(decodeError(err));
       else resolve(image as imagePb.Image);
     });
+    // The controller may refuse the upload before every chunk is written: those writes fail, the callback says why.
+    call.on('error', () => {});
     call.write({ header: imagePb.UploadHeader.fromPartial(header) });
     for (let at = 0; at < data.length; at += chunkBytes)
       call.write({ data: data.subarray(at, at + chunkBytes) });

@@ -76,6 +76,8 @@ export class ImageStore {
     const final = this.pathOf(id);
     const partial = `${final}.partial`;
     const file = createWriteStream(partial, { mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES });
+    // Errors reach the caller through the writes; a late one (after a teardown) must not go unhandled.
+    file.on('error', () => {});
     const hash = createHash('sha256');
     const inflater =
       format === 'gzip' ? createGunzip() : format === 'zstd' ? createZstdDecompress() : undefined;
@@ -97,7 +99,12 @@ export class ImageStore {
         if (chunk.length === 0) continue;
         sizeBytes += chunk.length;
         hash.update(chunk);
-        await Promise.all([write(file, chunk), inflater ? write(inflater, chunk) : undefined]);
+        // Both writes settle before anything is torn down, so no write is pending on a destroyed stream.
+        const written = await Promise.allSettled([
+          write(file, chunk),
+          inflater ? write(inflater, chunk) : undefined,
+        ]);
+        for (const result of written) if (result.status === 'rejected') throw result.reason;
       }
       opts.signal?.throwIfAborted();
       if (sizeBytes === 0) throw new ImageDataError('IMAGE_EMPTY', 'the upload carried no bytes');
