@@ -11,6 +11,7 @@ import * as networkPb from '../../build/gen/ingot/v1/network.ts';
 import { PortFlipper } from '../../controller/src/conductor/port-flips.ts';
 import { createNetworkDrivers } from '../../controller/src/drivers/network/registry.ts';
 import { createLogger } from '../../controller/src/log/logger.ts';
+import { Node } from '../../controller/src/store/entities/node.ts';
 import { SecretBox } from '../../controller/src/store/secrets.ts';
 import { createToken } from '../../controller/src/store/tokens.ts';
 import { FakeJunosSwitch } from '../fakes/junos-netconf-server.ts';
@@ -332,5 +333,23 @@ describe.each(BACKENDS)('NetworkService on %s', (backend) => {
     } finally {
       await flipper.stop();
     }
+  });
+
+  it('re-applies a move that a stopped controller recorded but did not make', async () => {
+    // As if a controller had recorded the target and died before touching the switch.
+    const n6 = await inventory.call('getNode', { id: 'n6' });
+    expect(sw.vlansOf('ge-0/0/6')).toEqual(['300']);
+    await ctl.db.fork().nativeUpdate(Node, { id: n6.id }, { targetNetworkId: ids.acmeA });
+    await ctl.stop();
+    inventory.close();
+    networks.close();
+    ctl = await startTestController({ dataDir: ctl.dataDir, database: ctl.database });
+    inventory = new InventoryApi(ctl.address, ctl.token);
+    networks = networkApi(ctl.address, ctl.token);
+    await eventually(
+      async () => (await inventory.call('getNode', { id: 'n6' })).networkId === ids.acmeA,
+      'the unfinished move re-applied at start',
+    );
+    expect(sw.vlansOf('ge-0/0/6')).toEqual(['200']);
   });
 });

@@ -52,6 +52,19 @@ TMP_ROOT=''
 VITEST_PID=''
 SUMMARY=''
 
+# Network namespaces a killed test process left behind (tools/lab/netns-lab.ts lists each one it
+# creates under $INGOT_NETNS_REGISTRY): the processes still in them are ended by PID, then they go.
+remove_netns() {
+  [[ -n $TMP_ROOT && -d $TMP_ROOT/netns ]] || return 0
+  local ns pid
+  while read -r ns; do
+    [[ -n $ns && -e /run/netns/$ns ]] || continue
+    log "removing network namespace $ns left by a test"
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done < <(cat "$TMP_ROOT"/netns/* 2>/dev/null)
+}
+
 cleanup() {
   local rc=$?
   set +e
@@ -64,6 +77,7 @@ cleanup() {
     wait "$VITEST_PID" 2>/dev/null
   fi
   stop_pg
+  remove_netns
   debs_cleanup
   if [[ -n $TMP_ROOT ]]; then rm -rf "$TMP_ROOT"; fi
   if [[ -z $SUMMARY ]]; then
@@ -89,6 +103,7 @@ ensure_debs "${TEST_DEBS[@]}"
 TMP_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/ingot-test.XXXXXX")
 start_pg "$TMP_ROOT"
 export INGOT_TEST_PG_URL=$PG_URL
+export INGOT_NETNS_REGISTRY=$TMP_ROOT/netns
 
 # --- 3. vitest --------------------------------------------------------------------------------------
 

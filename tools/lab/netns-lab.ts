@@ -14,8 +14,23 @@
  *
  * Needs root (CAP_NET_ADMIN), iproute2 and busybox (ping).
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { execa } from 'execa';
+
+/**
+ * When set (test/support/run-tests.sh sets it), every namespace created is also listed in
+ * `<dir>/<lab id>`, so that the harness can remove what a killed test process left behind.
+ */
+const REGISTRY = process.env.INGOT_NETNS_REGISTRY;
+
+/** Labs not yet destroyed: removed synchronously if the process exits without destroying them. */
+const LIVE = new Set<NetnsLab>();
+process.on('exit', () => {
+  for (const lab of LIVE) lab.destroySync();
+});
 
 /** Linux interface and namespace names used here stay within IFNAMSIZ (15 characters). */
 const MAX_NAME = 15;
@@ -53,8 +68,13 @@ export class NetnsLab {
     const full = `${this.id}-${name}`;
     if (full.length > MAX_NAME)
       throw new Error(`namespace name ${full} is longer than ${MAX_NAME} characters`);
+    if (REGISTRY) {
+      mkdirSync(REGISTRY, { recursive: true });
+      appendFileSync(join(REGISTRY, this.id), `${full}\n`);
+    }
     await ip(['netns', 'add', full]);
     this.#namespaces.push(full);
+    LIVE.add(this);
     await ip(['-n', full, 'link', 'set', 'lo', 'up']);
     return full;
   }
@@ -104,10 +124,40 @@ export class NetnsLab {
     return false;
   }
 
-  /** Deletes every namespace of the lab (and so every interface in them). Safe to call twice. */
+  /**
+   * Ends every process still running in the lab's namespaces (by PID, from `ip netns pids`), then
+   * deletes the namespaces and so every interface in them. Safe to call twice.
+   */
   async destroy(): Promise<void> {
+    LIVE.delete(this);
     const namespaces = this.#namespaces.splice(0);
+    for (const ns of namespaces) {
+      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
+      for (const pid of String(pids.stdout).split(/\s+/).filter(Boolean)) killQuietly(Number(pid));
+    }
     await Promise.all(namespaces.map((ns) => execa('ip', ['netns', 'del', ns], { reject: false })));
+  }
+
+  /** `destroy()` for a process that is exiting: synchronous, best effort. */
+  destroySync(): void {
+    LIVE.delete(this);
+    for (const ns of this.#namespaces.splice(0)) {
+      try {
+        const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
+        for (const pid of pids.split(/\s+/).filter(Boolean)) killQuietly(Number(pid));
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // Already gone, or not ours to delete any more.
+      }
+    }
+  }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Exited meanwhile.
   }
 }
 
