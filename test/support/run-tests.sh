@@ -28,6 +28,7 @@ TEST_DEBS=(
   dnsmasq          # netboot: DHCP host entries, TFTP (the netboot suites run it in namespaces)
   busybox-static   # udhcpc as a node's DHCP client, ping across the lab's bridges
   tftp-hpa         # tftp: fetching boot files the way a PXE ROM does
+  openssh-server   # sshd (and ssh-keygen): the Linux-bridge driver's SSH transport
   util-linux       # losetup, blockdev: the agent suites' loop devices
   zstd             # bench-imaging's baseline (zstd -dc); zstd images are made with node:zlib
   curl             # bench-imaging's baseline (curl | dd)
