@@ -315,7 +315,7 @@ describe.each(BACKENDS)('NetworkService on %s', (backend) => {
 
       // One bad port in a batch: the switch names it, the others go through on their own.
       const releaseAgain = sw.hold('lock');
-      const holder = flipper.setNodeNetwork('n3', 'provisioning');
+      const holder = flipper.moveToServiceNetwork('n3');
       await eventually(
         () => flipper.pendingMoves === 0 && sw.rpcs.at(-1)?.rpc === 'lock',
         'the session at its lock',
@@ -324,7 +324,7 @@ describe.each(BACKENDS)('NetworkService on %s', (backend) => {
       const good = flipper.setNodeNetwork('n5', 'acme-b');
       await eventually(() => flipper.pendingMoves === 2, 'two moves queued');
       releaseAgain();
-      await holder;
+      expect(await holder).toMatchObject({ networkName: 'provisioning', changed: true });
       expect(await bad).toMatchObject({ reason: 'SWITCH_CONFIG_REJECTED' });
       await expect(good).resolves.toMatchObject({ changed: true });
       expect(sw.vlansOf('ge-0/0/4')).toEqual(['300']);

@@ -135,6 +135,21 @@ export class PortFlipper {
     };
   }
 
+  /**
+   * Puts the node's port on the service network (the provisioning flow's first network step).
+   * FailedPreconditionError NO_SERVICE_NETWORK when none is defined.
+   */
+  async moveToServiceNetwork(nodeRef: string): Promise<NodeNetworkResult> {
+    const service = await this.#db.fork().findOne(Network, { kind: 'service' }, { fields: ['id'] });
+    if (!service) {
+      throw new FailedPreconditionError(
+        'NO_SERVICE_NETWORK',
+        'there is no service network; create one (bmctl network create NAME --service --vlan ID)',
+      );
+    }
+    return this.setNodeNetwork(nodeRef, service.id);
+  }
+
   /** Reads a port from the switch and compares it with Ingot's record. */
   async portStatus(switchRef: string, port: string): Promise<PortStatusResult> {
     const em = this.#db.fork();
