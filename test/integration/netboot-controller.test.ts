@@ -11,6 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsLab } from '../../tools/lab/netns-lab.ts';
 import { ProcessTracker } from '../support/process.ts';
 
+/** What the chain script asks iPXE to do: its own `${mac:hexhyp}` setting, expanded by iPXE. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE setting
+const CHAIN_LINE = 'chain ipxe/${mac:hexhyp}.ipxe';
+
 const SLOW_MS = 600_000;
 
 describe('controller with managed netboot', () => {
@@ -71,7 +75,7 @@ describe('controller with managed netboot', () => {
       expect(conf).toContain('dhcp-boot=tag:ipxe,http://10.78.0.1:7780/netboot/boot.ipxe');
       const chain = await fetch(`http://${serving.http}/netboot/boot.ipxe`);
       expect(chain.status).toBe(200);
-      expect(await chain.text()).toContain('chain ipxe/${mac:hexhyp}.ipxe');
+      expect(await chain.text()).toContain(CHAIN_LINE);
       expect((await fetch(`http://${serving.http}/netboot/ipxe/52-54-00-78-00-99.ipxe`)).status).toBe(404);
 
       const dhcp = await lab.exec(clientNs, [

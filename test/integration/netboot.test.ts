@@ -5,7 +5,7 @@
  * token, and entries are added, changed and removed without restarting dnsmasq or losing leases.
  */
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,10 @@ import {
   startTestController,
   type TestController,
 } from '../support/controller.ts';
+
+/** What the chain script asks iPXE to do: its own `${mac:hexhyp}` setting, expanded by iPXE. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE setting
+const CHAIN_LINE = 'chain ipxe/${mac:hexhyp}.ipxe';
 
 const SERVER_IP = '10.77.0.1';
 const NODE1 = { mac: '52:54:00:77:00:11', ip: '10.77.0.11', token: 'tok-node1-0123456789abcdef' };
@@ -213,7 +217,7 @@ describe('netboot with dnsmasq in a network namespace', () => {
       agentToken: NODE2.token,
     });
     const chain = await fetch(`${httpBase}/netboot/boot.ipxe`);
-    expect(await chain.text()).toContain('chain ipxe/${mac:hexhyp}.ipxe');
+    expect(await chain.text()).toContain(CHAIN_LINE);
     const own = await fetch(`${httpBase}/netboot/ipxe/52-54-00-77-00-12.ipxe`);
     expect(own.status).toBe(200);
     const text = await own.text();

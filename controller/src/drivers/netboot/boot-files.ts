@@ -134,8 +134,10 @@ export function pxelinuxConfig(
 export const CHAIN_SCRIPT = [
   '#!ipxe',
   '# Ingot: each node fetches its own boot configuration, named after its MAC.',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE setting, expanded by iPXE
   'chain ipxe/${mac:hexhyp}.ipxe || goto none',
   ':none',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE setting, expanded by iPXE
   'echo Ingot has no boot configuration for ${mac}; it is not being provisioned.',
   'exit 1',
   '',
@@ -186,7 +188,7 @@ export function dnsmasqConf(o: DnsmasqConfOptions): string {
       `dhcp-leasefile=${o.paths.leaseFile}`,
     );
   } else {
-    lines.push('# Include this file from your dnsmasq configuration: conf-file=' + o.paths.confFile);
+    lines.push(`# Include this file from your dnsmasq configuration: conf-file=${o.paths.confFile}`);
   }
   lines.push(
     // Fixed addresses only: every node Ingot boots has a host entry; nobody else gets an address.

@@ -149,7 +149,12 @@ export class DnsmasqNetboot implements Netboot {
       }),
     );
     this.#events.start();
-    await this.#supervisor?.start();
+    try {
+      await this.#supervisor?.start();
+    } catch (err) {
+      this.#events.stop();
+      throw err;
+    }
     this.#log.info({ mode: c.mode, dir: p.dir, pid: this.dnsmasqPid }, 'netboot ready');
   }
 
