@@ -2,12 +2,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerAggregateCommands } from './commands/aggregate.ts';
 import { registerFlavorCommands } from './commands/flavor.ts';
 import { registerHostCommands } from './commands/host.ts';
+import { registerImageCommands } from './commands/image.ts';
 import { registerInstanceCommands } from './commands/instance.ts';
 import { registerNetworkCommands } from './commands/network.ts';
 import { registerNodeCommands } from './commands/node.ts';
 import { registerProjectCommands } from './commands/project.ts';
 import { registerScheduleCommands } from './commands/schedule.ts';
 import { registerSwitchCommands } from './commands/switch.ts';
+import { registerTaskCommands } from './commands/task.ts';
 import { DEFAULT_ENDPOINT, type Inventory, openInventory, resolveConnectionSettings } from './connection.ts';
 import type { CommandContext } from './context.ts';
 import { describeFailure, EXIT_USAGE } from './errors.ts';
@@ -23,6 +25,8 @@ export interface BmctlIo {
   readStdin?: () => Promise<string>;
   /** Base of `./ingot-data` and relative password files. @default process.cwd() */
   cwd?: string;
+  /** Whether stderr is a terminal (progress bars are drawn only there). @default false */
+  stderrIsTty?: boolean;
 }
 
 interface GlobalOptions {
@@ -53,6 +57,12 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
     },
     printer: () => new Printer(globals().output, io.stdout),
     secrets: { readStdin: io.readStdin ?? readProcessStdin, cwd: io.cwd ?? process.cwd() },
+    async connection() {
+      const settings = await resolveConnectionSettings(globals(), io.env, io.cwd ?? process.cwd());
+      endpoint = settings.endpoint;
+      return settings;
+    },
+    progress: { write: io.stderr, tty: io.stderrIsTty ?? false },
   };
   for (const register of [
     registerSwitchCommands,
@@ -64,6 +74,8 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
     registerInstanceCommands,
     registerScheduleCommands,
     registerNetworkCommands,
+    registerImageCommands,
+    registerTaskCommands,
   ]) {
     register(program, ctx);
   }

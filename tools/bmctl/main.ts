@@ -5,4 +5,5 @@ process.exitCode = await runBmctl(process.argv.slice(2), {
   env: process.env,
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
+  stderrIsTty: process.stderr.isTTY === true,
 });

@@ -33,6 +33,7 @@ import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
 import { UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View, yesNo } from '../output.ts';
+import { AgentServices, parseDuration } from '../services.ts';
 import { describeMove, moveView } from './network.ts';
 import { switchNamesById } from './switch.ts';
 
@@ -321,6 +322,7 @@ export function nodeMaintenanceRequest(
 
 export function registerNodeCommands(program: Command, ctx: CommandContext): void {
   const noun = program.command('node').description('Bare-metal servers and their BMCs');
+  registerAgentTokenCommand(noun, ctx);
 
   /** Switch names for tables; JSON prints the ids and needs no extra call. */
   const viewFor = async (): Promise<View<Node>> =>
@@ -555,4 +557,35 @@ function netbootStateName(state: NetbootState): string {
     .replace(/^NETBOOT_STATE_/, '')
     .toLowerCase()
     .replace(/_/g, '-');
+}
+
+/**
+ * `bmctl node agent-token <node> [--ttl 24h]`: mints the node's agent token
+ * (replacing the previous one) for `ingot-agent --token` or the bootstrap
+ * image's kernel command line. Printed once; only its hash is kept.
+ */
+function registerAgentTokenCommand(noun: Command, ctx: CommandContext): void {
+  noun
+    .command('agent-token')
+    .description('Mint the node’s agent token, replacing the previous one; it is printed once')
+    .argument('<node>', 'id or name')
+    .option('--ttl <duration>', 'how long it works: 90s, 10m, 2h, 7d (at most 30d)', '24h')
+    .action(async (node: string, opts: { ttl: string }) => {
+      const ttl = parseDuration(opts.ttl);
+      if (!ttl) throw new UsageError(`--ttl ${opts.ttl}: expected a duration like 10m, 24h or 7d`);
+      const services = new AgentServices(await ctx.connection());
+      try {
+        const res = await services.call<object, { token: string; nodeId: string; expireTime: Date }>(
+          services.agents,
+          'createAgentToken',
+          { node, ttl },
+        );
+        ctx.printer().report({
+          text: () => `${res.token}\n`,
+          json: () => ({ token: res.token, node_id: res.nodeId, expire_time: res.expireTime.toISOString() }),
+        });
+      } finally {
+        services.close();
+      }
+    });
 }

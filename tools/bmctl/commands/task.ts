@@ -1,0 +1,261 @@
+import { Argument, type Command, Option } from 'commander';
+import {
+  type Task,
+  type TaskEvent,
+  type TaskKind,
+  type TaskProgress,
+  TaskState,
+  taskKindToJSON,
+  taskStateToJSON,
+} from '../../../build/gen/ingot/v1/task.ts';
+import { listAll } from '../connection.ts';
+import type { CommandContext } from '../context.ts';
+import { BmctlError, EXIT_FAILURE, UsageError } from '../errors.ts';
+import { formatTime, toProtoJson, type View } from '../output.ts';
+import { AgentServices, formatBytes } from '../services.ts';
+
+const KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const;
+type Kind = (typeof KINDS)[number];
+const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+
+export const kindName = (k: TaskKind) => taskKindToJSON(k).replace('TASK_KIND_', '').toLowerCase();
+export const stateName = (s: TaskState) => taskStateToJSON(s).replace('TASK_STATE_', '').toLowerCase();
+const finished = (s: TaskState) =>
+  s === TaskState.TASK_STATE_SUCCEEDED ||
+  s === TaskState.TASK_STATE_FAILED ||
+  s === TaskState.TASK_STATE_CANCELLED;
+
+/** `writing 512.0 MiB / 2.0 GiB (25%) 610.3 MiB/s ETA 3s`. */
+export function describeProgress(p: TaskProgress | undefined): string {
+  if (!p) return '';
+  const parts = [p.phase];
+  if (p.bytesTotal > 0) {
+    parts.push(
+      `${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / p.bytesTotal)}%)`,
+    );
+  } else if (p.bytesDone > 0) {
+    parts.push(formatBytes(p.bytesDone));
+  }
+  if (p.rateBytesPerSecond > 0) {
+    parts.push(`${formatBytes(p.rateBytesPerSecond)}/s`);
+    if (p.bytesTotal > p.bytesDone)
+      parts.push(`ETA ${Math.ceil((p.bytesTotal - p.bytesDone) / p.rateBytesPerSecond)}s`);
+  }
+  if (p.message) parts.push(`— ${p.message}`);
+  return parts.join(' ');
+}
+
+function target(t: Task): string {
+  const { spec } = t;
+  if (spec?.deploy) return `${spec.deploy.image} → ${spec.deploy.disk}`;
+  if (spec?.wipe) return `${spec.wipe.disk}${spec.wipe.full ? ' (full)' : ''}`;
+  return '';
+}
+
+export const taskView: View<Task> = {
+  columns: [
+    { header: 'ID', value: (t) => t.id },
+    { header: 'NODE', value: (t) => t.nodeName },
+    { header: 'KIND', value: (t) => kindName(t.kind) },
+    { header: 'STATE', value: (t) => stateName(t.state) },
+    { header: 'TARGET', value: target },
+    { header: 'PROGRESS', value: (t) => (finished(t.state) ? '' : describeProgress(t.progress)) },
+    { header: 'CREATED', value: (t) => formatTime(t.createTime) },
+  ],
+  fields: (t) => [
+    ['id', t.id],
+    ['node', t.nodeName],
+    ['node_id', t.nodeId],
+    ['kind', kindName(t.kind)],
+    ['target', target(t)],
+    ['state', stateName(t.state)],
+    ['attempt', String(t.attempt)],
+    ['cancel_requested', t.cancelRequested ? 'yes' : 'no'],
+    ['progress', describeProgress(t.progress)],
+    ['sha256', t.outcome?.sha256 ?? ''],
+    ['bytes_written', t.outcome?.bytesWritten ? String(t.outcome.bytesWritten) : ''],
+    ['error', t.error ? `${t.error.reason}: ${t.error.message}` : ''],
+    ['create_time', formatTime(t.createTime)],
+    ['start_time', formatTime(t.startTime)],
+    ['end_time', formatTime(t.endTime)],
+  ],
+  json: (t) =>
+    toProtoJson(t, {
+      enums: { kind: (v) => taskKindToJSON(v as TaskKind), state: (v) => taskStateToJSON(v as TaskState) },
+    }),
+};
+
+export interface TaskCreateOptions {
+  node: string;
+  image?: string;
+  disk?: string;
+  full?: boolean;
+  watch?: boolean;
+}
+
+/** The TaskSpec of `bmctl task create <kind>`; UsageError when a flag is missing or does not belong. */
+export function taskSpec(kind: Kind, opts: TaskCreateOptions): Record<string, unknown> {
+  const needs = (flag: string, value: unknown) => {
+    if (!value) throw new UsageError(`${kind} needs ${flag}`);
+  };
+  const refuses = (flag: string, value: unknown) => {
+    if (value) throw new UsageError(`${flag} does not go with ${kind}`);
+  };
+  if (kind === 'deploy') {
+    needs('--image', opts.image);
+    needs('--disk', opts.disk);
+    refuses('--full', opts.full);
+    return { deploy: { image: opts.image, disk: opts.disk } };
+  }
+  refuses('--image', opts.image);
+  if (kind === 'wipe') {
+    needs('--disk', opts.disk);
+    return { wipe: { disk: opts.disk, full: opts.full ?? false } };
+  }
+  refuses('--disk', opts.disk);
+  refuses('--full', opts.full);
+  return { [kind]: {} };
+}
+
+/**
+ * Prints a task's events as they come (WatchTask) until it finishes. People
+ * get one line per event; `-o json` gets one TaskEvent per line. Rejects
+ * (exit 1) unless the task succeeded.
+ */
+async function watch(ctx: CommandContext, services: AgentServices, id: string): Promise<void> {
+  const printer = ctx.printer();
+  const call = services.tasks.watchTask({ id }, services.metadata());
+  let last: Task | undefined;
+  let lastState: TaskState | undefined;
+  for await (const event of call as AsyncIterable<TaskEvent>) {
+    const time = formatTime(event.time).slice(11, 19);
+    if (printer.format === 'json') {
+      ctx.printer().report({
+        text: () => '',
+        json: () => toProtoJson({ ...event, task: event.task ? taskView.json(event.task) : undefined }),
+      });
+    }
+    if (event.task) {
+      last = event.task;
+      if (printer.format === 'table' && event.task.state !== lastState) {
+        const t = event.task;
+        const extra =
+          t.state === TaskState.TASK_STATE_RUNNING
+            ? ` (attempt ${t.attempt})`
+            : t.error
+              ? `: ${t.error.reason}: ${t.error.message}`
+              : t.outcome?.sha256
+                ? `: sha256 ${t.outcome.sha256}`
+                : '';
+        ctx.printer().report({
+          text: () => `${time} ${kindName(t.kind)} ${t.id} ${stateName(t.state)}${extra}\n`,
+          json: () => ({}),
+        });
+      }
+      lastState = event.task.state;
+    } else if (event.progress && printer.format === 'table') {
+      ctx.printer().report({ text: () => `${time} ${describeProgress(event.progress)}\n`, json: () => ({}) });
+    }
+  }
+  if (!last || last.state !== TaskState.TASK_STATE_SUCCEEDED) {
+    const why = last?.error ? `${last.error.reason}: ${last.error.message}` : 'the watch ended early';
+    throw new BmctlError(`task ${id} ${last ? stateName(last.state) : 'unknown'}: ${why}`, {
+      exitCode: EXIT_FAILURE,
+    });
+  }
+}
+
+export function registerTaskCommands(program: Command, ctx: CommandContext): void {
+  const noun = program
+    .command('task')
+    .description('Work for nodes’ agents: deploy, wipe, inspect, reboot, power off');
+
+  const withServices = async <T>(work: (services: AgentServices) => Promise<T>): Promise<T> => {
+    const services = new AgentServices(await ctx.connection());
+    try {
+      return await work(services);
+    } finally {
+      services.close();
+    }
+  };
+
+  noun
+    .command('create')
+    .description(
+      'Queue a task for a node’s agent, e.g. `bmctl task create deploy --node n1 --image ubuntu --disk /dev/sda --watch`',
+    )
+    .addArgument(new Argument('<kind>', 'deploy, wipe, inspect, reboot or poweroff').choices(KINDS))
+    .requiredOption('--node <node>', 'node id or name')
+    .option('--image <image>', 'deploy: the image (id or name)')
+    .option('--disk <path>', 'deploy, wipe: the target block device, e.g. /dev/sda')
+    .option('--full', 'wipe: zero the whole disk, not just both ends')
+    .option('--watch', 'follow the task until it finishes (exit 1 unless it succeeds)')
+    .action(async (kind: Kind, opts: TaskCreateOptions) => {
+      const spec = taskSpec(kind, opts);
+      await withServices(async (services) => {
+        const task = await services.call<object, Task>(services.tasks, 'createTask', {
+          node: opts.node,
+          spec,
+        });
+        if (!opts.watch) {
+          ctx.printer().one(task, taskView);
+          return;
+        }
+        await watch(ctx, services, task.id);
+      });
+    });
+
+  noun
+    .command('list')
+    .description('List tasks, newest last')
+    .option('--node <node>', 'only this node’s')
+    .addOption(new Option('--state <state>', 'only tasks in this state').choices(STATES))
+    .action(async (opts: { node?: string; state?: (typeof STATES)[number] }) => {
+      const state = opts.state
+        ? TaskState[`TASK_STATE_${opts.state.toUpperCase()}` as keyof typeof TaskState]
+        : 0;
+      const tasks = await withServices((services) =>
+        listAll(async (page) => {
+          const res = await services.call<object, { tasks: Task[]; nextPageToken: string }>(
+            services.tasks,
+            'listTasks',
+            {
+              ...page,
+              node: opts.node ?? '',
+              state,
+            },
+          );
+          return { items: res.tasks, nextPageToken: res.nextPageToken };
+        }),
+      );
+      ctx.printer().many(tasks, taskView);
+    });
+
+  noun
+    .command('show')
+    .description('Show one task')
+    .argument('<id>', 'task id')
+    .action(async (id: string) => {
+      ctx
+        .printer()
+        .one(await withServices((s) => s.call<object, Task>(s.tasks, 'getTask', { id })), taskView);
+    });
+
+  noun
+    .command('cancel')
+    .description('Cancel a task: at once when queued, through the agent when running')
+    .argument('<id>', 'task id')
+    .action(async (id: string) => {
+      ctx
+        .printer()
+        .one(await withServices((s) => s.call<object, Task>(s.tasks, 'cancelTask', { id })), taskView);
+    });
+
+  noun
+    .command('watch')
+    .description('Follow a task live until it finishes (exit 1 unless it succeeds)')
+    .argument('<id>', 'task id')
+    .action(async (id: string) => {
+      await withServices((services) => watch(ctx, services, id));
+    });
+}
