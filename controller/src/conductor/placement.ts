@@ -1,7 +1,7 @@
 import { DeadlockException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/sql';
 import { NoValidHostError } from '../domain/errors.ts';
-import type { RequestSpec } from '../domain/scheduler/host-state.ts';
+import type { RequestInput } from '../domain/scheduler/host-state.ts';
 import { prepareRequest } from '../domain/scheduler/host-state.ts';
 import type { Selection, SelectOptions } from '../domain/scheduler/pipeline.ts';
 import type { Scheduler } from '../domain/scheduler/scheduler.ts';
@@ -10,7 +10,7 @@ import type { HostStateCache } from '../store/host-states.ts';
 import { type BootInput, claimAndRecord, deleteInstance } from '../store/instances.ts';
 
 /** What a caller asks for, resolved to ids (see prepareRequest for the rest). */
-export type PlacementRequest = Omit<RequestSpec, 'bareMetal' | 'homeAggregateIds'>;
+export type PlacementRequest = RequestInput;
 
 /** How many of the best hosts a boot tries to claim before looking again. */
 const BOOT_CANDIDATES = 64;

@@ -43,11 +43,19 @@ export interface RequestSpec {
   /** `compute_type=bare_metal` was hinted: only bare-metal nodes qualify. */
   bareMetal: boolean;
   /**
+   * Flavor extra specs that aggregates must carry: scoped
+   * `aggregate_instance_extra_specs:key` ones, and unscoped keys (no `:`) as nova does.
+   */
+  aggregateSpecs: readonly (readonly [string, string])[];
+  /**
    * Aggregates a VM of this project may land in: its dedicated ones, else the
    * default aggregate, else none (an isolated project with no aggregate).
    */
   homeAggregateIds: ReadonlySet<string>;
 }
+
+/** What a caller asks for, resolved to ids; prepareRequest works out the rest. */
+export type RequestInput = Omit<RequestSpec, 'bareMetal' | 'homeAggregateIds' | 'aggregateSpecs'>;
 
 /** Knobs of the filters and weighers; see config. */
 export interface SchedulerSettings {
@@ -65,10 +73,11 @@ export interface SchedulerSettings {
 export const PROJECT_ID_KEY = 'project_id';
 export const COMPUTE_TYPE_HINT = 'compute_type';
 export const BARE_METAL = 'bare_metal';
+const AGGREGATE_SPEC_SCOPE = 'aggregate_instance_extra_specs:';
 
 /** Builds the per-request view the filters use, from the aggregates the inventory has. */
 export function prepareRequest(
-  input: Omit<RequestSpec, 'bareMetal' | 'homeAggregateIds'>,
+  input: RequestInput,
   aggregates: readonly AggregateInfo[],
   settings: Pick<SchedulerSettings, 'defaultAggregate'>,
 ): RequestSpec {
@@ -77,8 +86,15 @@ export function prepareRequest(
   if (own.length === 0 && !input.projectIsolated) {
     home = aggregates.filter((a) => a.name === settings.defaultAggregate).map((a) => a.id);
   }
+  const aggregateSpecs: [string, string][] = [];
+  for (const [key, value] of Object.entries(input.flavor.extraSpecs)) {
+    if (key.startsWith(AGGREGATE_SPEC_SCOPE))
+      aggregateSpecs.push([key.slice(AGGREGATE_SPEC_SCOPE.length), value]);
+    else if (!key.includes(':')) aggregateSpecs.push([key, value]);
+  }
   return {
     ...input,
+    aggregateSpecs,
     bareMetal: input.hints[COMPUTE_TYPE_HINT] === BARE_METAL,
     homeAggregateIds: new Set(home),
   };

@@ -53,19 +53,21 @@ export function selectHosts(
   weighers: readonly HostWeigher[],
   opts: SelectOptions,
 ): Selection {
-  const rejectedBy = new Array<number>(filters.length).fill(0);
+  const count = filters.length;
+  const rejectedBy = new Int32Array(count);
   const samples: HostState[][] = filters.map(() => []);
   const kept: HostState[] = [];
-  next: for (const host of hosts) {
-    for (let f = 0; f < filters.length; f++) {
-      if (!(filters[f] as HostFilter).passes(host, request)) {
-        rejectedBy[f] = (rejectedBy[f] ?? 0) + 1;
-        const sample = samples[f] as HostState[];
-        if (sample.length < REJECTIONS_SHOWN) sample.push(host);
-        continue next;
-      }
+  for (let h = 0; h < hosts.length; h++) {
+    const host = hosts[h] as HostState;
+    let f = 0;
+    while (f < count && (filters[f] as HostFilter).passes(host, request)) f++;
+    if (f === count) {
+      kept.push(host);
+      continue;
     }
-    kept.push(host);
+    rejectedBy[f] = (rejectedBy[f] as number) + 1;
+    const sample = samples[f] as HostState[];
+    if (sample.length < REJECTIONS_SHOWN) sample.push(host);
   }
 
   const trace: FilterStep[] = [];
@@ -143,12 +145,20 @@ function weigh(
       totals[i] = (totals[i] ?? 0) + (((raw[i] ?? 0) - min) / span) * weigher.multiplier;
     }
   }
+  if (limit * 8 >= hosts.length) {
+    const all = hosts.map((host, i) => ({ host, weight: totals[i] ?? 0 }));
+    return all.sort((a, b) => (better(a, b) ? -1 : better(b, a) ? 1 : 0)).slice(0, limit);
+  }
   // Keep only the best `limit`, in order: insertion into a short sorted list
   // beats sorting ten thousand candidates when callers want a hundred.
   const best: WeighedHost[] = [];
   for (let i = 0; i < hosts.length; i++) {
-    const candidate = { host: hosts[i] as HostState, weight: totals[i] ?? 0 };
-    if (best.length === limit && !better(candidate, best[limit - 1] as WeighedHost)) continue;
+    const weight = totals[i] as number;
+    const worst = best[limit - 1];
+    // Most candidates lose to the current worst on weight alone: no allocation, no name compare.
+    if (worst && weight < worst.weight) continue;
+    const candidate = { host: hosts[i] as HostState, weight };
+    if (worst && !better(candidate, worst)) continue;
     let at = best.length;
     while (at > 0 && better(candidate, best[at - 1] as WeighedHost)) at--;
     best.splice(at, 0, candidate);

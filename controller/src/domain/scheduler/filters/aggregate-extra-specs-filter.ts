@@ -1,26 +1,6 @@
 import type { HostState, RequestSpec } from '../host-state.ts';
 import type { HostFilter } from './host-filter.ts';
 
-const SCOPE = 'aggregate_instance_extra_specs:';
-
-const wantedByRequest = new WeakMap<RequestSpec, [string, string][]>();
-
-/**
- * Flavor extra specs this filter matches: scoped ones, and unscoped keys (no
- * `:`) as nova does. Worked out once per request, not once per host.
- */
-function wantedSpecs(request: RequestSpec): [string, string][] {
-  const known = wantedByRequest.get(request);
-  if (known) return known;
-  const out: [string, string][] = [];
-  for (const [key, value] of Object.entries(request.flavor.extraSpecs)) {
-    if (key.startsWith(SCOPE)) out.push([key.slice(SCOPE.length), value]);
-    else if (!key.includes(':')) out.push([key, value]);
-  }
-  wantedByRequest.set(request, out);
-  return out;
-}
-
 /** Values the host's aggregates give `key`; comma-separated metadata values are sets. */
 function offered(host: HostState, key: string): Set<string> {
   const values = new Set<string>();
@@ -31,9 +11,7 @@ function offered(host: HostState, key: string): Set<string> {
 }
 
 function firstMismatch(host: HostState, request: RequestSpec): string | undefined {
-  const wanted = wantedSpecs(request);
-  if (wanted.length === 0) return undefined;
-  for (const [key, value] of wanted) {
+  for (const [key, value] of request.aggregateSpecs) {
     if (!offered(host, key).has(value)) return `${key}=${value}`;
   }
   return undefined;
