@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TaskState } from '../../build/gen/ingot/v1/task.ts';
 import {
   AgentProcess,
@@ -64,6 +64,13 @@ describe('the agent executable', () => {
     return (await agentApi(ctl.address, ctl.token).call('listAgents', {})).agents.map((a) => a.peer);
   }
 
+  /** An agent for the node, connected. */
+  async function agentUp(): Promise<AgentProcess> {
+    const agent = startAgent(await mint());
+    await agent.waitFor('connected', (l) => l.msg === 'connected to the controller');
+    return agent;
+  }
+
   async function run(spec: Record<string, unknown>) {
     const task = await tasks().call('createTask', { node: 'task-node', spec });
     return (await finishedTask(ctl.address, ctl.token, task.id)).task;
@@ -100,6 +107,14 @@ describe('the agent executable', () => {
         bmcUsername: 'admin',
       },
     });
+  });
+
+  // Each test starts with no agent connected: the node's lease is free.
+  afterEach(async () => {
+    for (const agent of running.splice(0)) await agent.stop();
+    await eventually('the node’s lease to be free', async () =>
+      (await connected()).length === 0 ? true : undefined,
+    );
   });
 
   afterAll(async () => {
@@ -142,7 +157,34 @@ describe('the agent executable', () => {
     expect(await connected()).toHaveLength(1);
   });
 
+  it('connects once the controller is reachable and reconnects when the network drops', async () => {
+    // The agent dials a proxy that has nowhere to forward yet: every attempt fails, it keeps trying.
+    const network = await FaultyProxy.start();
+    try {
+      const agent = AgentProcess.start({
+        controller: network.url.replace('http://', ''),
+        token: await mint(),
+        disks: [disk.path],
+        macs: [NODE_MAC],
+        args: ['--reconnect-max-ms', '200'],
+      });
+      running.push(agent);
+      await agent.waitFor('a failed attempt', (l) => l.msg.startsWith('disconnected'));
+      network.setTarget(ctl.address);
+      await agent.waitFor('connected', (l) => l.msg === 'connected to the controller');
+
+      network.dropAll();
+      const connects = () => agent.lines.filter((l) => l.msg === 'connected to the controller').length;
+      await eventually('a reconnect', () => (connects() === 2 ? true : undefined));
+      expect((await run({ inspect: {} })).state).toBe(TaskState.TASK_STATE_SUCCEEDED);
+      await agent.stop();
+    } finally {
+      await network.stop();
+    }
+  });
+
   it('wipes the partition tables at both ends, or the whole disk', async () => {
+    await agentUp();
     await fillDisk(0xab);
     const ends = await run({ wipe: { disk: disk.path } });
     expect(ends.state, JSON.stringify(ends.error)).toBe(TaskState.TASK_STATE_SUCCEEDED);
@@ -164,6 +206,7 @@ describe('the agent executable', () => {
   });
 
   it('reports the hardware, the allowed disk among it', async () => {
+    await agentUp();
     const task = await run({ inspect: {} });
     expect(task.state).toBe(TaskState.TASK_STATE_SUCCEEDED);
     const inventory = task.outcome?.inventory;
@@ -175,6 +218,7 @@ describe('the agent executable', () => {
   });
 
   it('reboots with its command once the controller has the outcome, and refuses without one', async () => {
+    await agentUp();
     const task = await run({ reboot: {} });
     expect(task.state).toBe(TaskState.TASK_STATE_SUCCEEDED);
     await eventually('the reboot command to run', () =>
@@ -187,6 +231,7 @@ describe('the agent executable', () => {
   });
 
   it('stops a deploy when cancelled and wipes what it had written', async () => {
+    await agentUp();
     await fillDisk(0xcd);
     const created = await imageApi(ctl.address, ctl.token).call('createImage', {
       image: { name: 'cancelled' },

@@ -64,6 +64,11 @@ export class FaultyProxy {
   /** Bytes the stalled connection has let through, once it stalls: the test's cue that the download is under way. */
   stalled = false;
 
+  /** Breaks every open connection at once, as a network outage does. */
+  dropAll(): void {
+    for (const socket of this.#sockets) socket.resetAndDestroy();
+  }
+
   async stop(): Promise<void> {
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
