@@ -33,6 +33,8 @@ import { TaskQueue } from './conductor/task-queue.ts';
 import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
+import { DnsmasqNetboot } from './drivers/netboot/dnsmasq-netboot.ts';
+import { defaultControllerGrpc } from './drivers/netboot/netboot-config.ts';
 import { createNetworkDrivers } from './drivers/network/registry.ts';
 import { PowerManager } from './drivers/power/power-manager.ts';
 import { createPowerDrivers } from './drivers/power/registry.ts';
@@ -63,6 +65,8 @@ export interface RunningController {
   db: Database;
   /** Moves nodes' switch ports between networks (the provisioning flow's network steps). */
   network: PortFlipper;
+  /** DHCP host entries and boot files for nodes being provisioned; undefined when netboot is off. */
+  netboot: DnsmasqNetboot | undefined;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -122,6 +126,17 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     );
     const grpcAddress = `${config.grpcListen.slice(0, config.grpcListen.lastIndexOf(':'))}:${port}`;
     let serving = true;
+    // Netboot when configured: DHCP host entries and boot files; the iPXE scripts are served over HTTP.
+    const netboot =
+      config.netboot.mode === 'off'
+        ? undefined
+        : new DnsmasqNetboot({
+            config: config.netboot,
+            db,
+            log,
+            controllerUrl: config.httpAdvertiseUrl,
+            controllerGrpc: defaultControllerGrpc(config.netboot, config.httpAdvertiseUrl, port),
+          });
     http = createHttpServer({
       metrics,
       ready: () => serving,
@@ -129,6 +144,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       routes: [
         ...imageRoutes({ db, store: imageStore, signer, log }),
         ...agentRoutes({ agentBinary: config.agentBinary || AGENT_BINARY }),
+        ...(netboot?.routes() ?? []),
       ],
     });
     const [httpHost, httpPort] = splitListen(config.httpListen);
@@ -139,6 +155,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     });
     const httpAddress = `${httpHost}:${(listening.address() as AddressInfo).port}`;
     boundHttpPort = Number(httpAddress.slice(httpAddress.lastIndexOf(':') + 1));
+    await netboot?.start();
     powerSync.start();
     // Port moves a previous run recorded but did not finish; re-applying them is idempotent.
     void network.reconcile().catch((err: unknown) => log.error({ err }, 'port move reconcile failed'));
@@ -152,6 +169,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       httpAddress,
       db,
       network,
+      netboot,
       async stop() {
         serving = false;
         // Agent and watch streams never end on their own: end them so that shutdown need not wait.
@@ -162,6 +180,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         await drainHttp(listening);
         await powerSync.stop();
         await network.stop();
+        await netboot?.stop();
         await db.close();
         log.info('controller stopped');
       },
