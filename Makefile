@@ -54,6 +54,10 @@ build/ingot-agent: build/descriptors.binpb $(AGENT_SRC)
 .PHONY: agent
 agent: build/ingot-agent ## Build the on-node agent: build/ingot-agent, one executable, no Node.js needed on the node
 
+.PHONY: bench-imaging
+bench-imaging: proto agent ## Imaging (root): deploy a 2 GiB image raw and zstd vs curl|dd on one loop device; agent RSS; progress latency
+	@bench/imaging/run.sh
+
 .PHONY: bench-power
 bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
 	@bench/power/run.sh

@@ -134,6 +134,15 @@ async function peakRss<T>(
   }
 }
 
+/** Set on SIGTERM/SIGINT: the run stops at the next step and cleans up. */
+const stopping = new AbortController();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    say(`${signal}: stopping`);
+    stopping.abort(new Error(`stopped by ${signal}`));
+  });
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root for loop devices');
   const dir = mkdtempSync(join(tmpdir(), 'ingot-bench-imaging-'));
@@ -242,6 +251,7 @@ async function main(): Promise<void> {
       zstd: { ingot: [], baseline: [] },
     };
     for (let round = 1; round <= ROUNDS; round++) {
+      stopping.signal.throwIfAborted();
       for (const [format, image] of [
         ['raw', raw],
         ['zstd', zstd],
@@ -267,11 +277,14 @@ async function main(): Promise<void> {
       `agent peak RSS while deploying ${(peakRssBytes / MiB).toFixed(0)} MiB (VmHWM over its life ${(hwm / MiB).toFixed(0)} MiB)`,
     );
     say(`progress → WatchTask: ${latenciesMs.length} reports`);
+    const p50 = percentile(latenciesMs, 50).toFixed(0);
+    const p99 = percentile(latenciesMs, 99).toFixed(0);
     process.stdout.write(
-      `imaging ${IMAGE_BYTES / GiB} GiB: raw ingot/baseline ${r.ratio} (ingot ${r.i.toFixed(2)} s ${gbps(r.i)} GB/s, curl|dd ${r.b.toFixed(2)} s ${gbps(r.b)} GB/s); ` +
-        `zstd ingot/baseline ${z.ratio} (ingot ${z.i.toFixed(2)} s, curl|zstd|dd ${z.b.toFixed(2)} s); ` +
-        `agent RSS peak ${(Math.max(peakRssBytes, hwm) / MiB).toFixed(0)} MB; ` +
-        `progress→watch p50 ${percentile(latenciesMs, 50).toFixed(0)} ms p99 ${percentile(latenciesMs, 99).toFixed(0)} ms (n=${latenciesMs.length})\n`,
+      `raw ingot/baseline ${r.ratio}, zstd ingot/baseline ${z.ratio} | ` +
+        `${IMAGE_BYTES / GiB} GiB raw: ingot ${r.i.toFixed(2)} s (${gbps(r.i)} GB/s) vs curl|dd ${r.b.toFixed(2)} s (${gbps(r.b)} GB/s); ` +
+        `zstd: ingot ${z.i.toFixed(2)} s vs curl|zstd|dd ${z.b.toFixed(2)} s | ` +
+        `agent RSS peak ${(Math.max(peakRssBytes, hwm) / MiB).toFixed(0)} MiB | ` +
+        `progress→WatchTask p50 ${p50} ms p99 ${p99} ms (n=${latenciesMs.length})\n`,
     );
   } finally {
     await agent?.stop();
