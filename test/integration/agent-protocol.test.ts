@@ -173,7 +173,9 @@ describe.each(BACKENDS)('agent protocol and tasks on %s', (backend) => {
     const seen: string[] = [];
     const watching = (async () => {
       for await (const event of watch.events) {
+        // A report sent before the watch subscribed arrives inside the first task snapshot instead.
         if (event.progress) seen.push(event.progress.phase);
+        if (event.task?.progress) seen.push(event.task.progress.phase);
         if (event.task) seen.push(`state ${event.task.state}`);
       }
     })();
