@@ -11,13 +11,13 @@ import {
   ensureAgentBinary,
   eventually,
   finishedTask,
+  followWrites,
   imageApi,
   type LoopDevice,
   makeImage,
   readDevice,
   taskApi,
   uploadImage,
-  watchTask,
 } from '../support/agent.ts';
 import {
   InventoryApi,
@@ -179,11 +179,11 @@ describe('deploying images with the agent executable', () => {
       node: 'agent-node',
       spec: { deploy: { image: image.id, disk: disk.path } },
     });
-    const watch = watchTask(ctl.address, ctl.token, created.id);
-    for await (const event of watch.events) {
-      if (event.progress?.phase === 'writing' && event.progress.bytesDone > 0 && proxy.stalled) break;
-    }
-    watch.cancel();
+    const writes = followWrites(ctl.address, ctl.token, created.id);
+    await eventually('the download to stall mid-image', () =>
+      proxy.stalled && writes.written() > 0 ? true : undefined,
+    );
+    writes.stop();
 
     await agent?.stop('SIGKILL');
     release();

@@ -8,14 +8,15 @@ import {
   agentApi,
   createLoopDevice,
   ensureAgentBinary,
+  eventually,
   finishedTask,
+  followWrites,
   imageApi,
   type LoopDevice,
   makeImage,
   readDevice,
   taskApi,
   uploadImage,
-  watchTask,
 } from '../support/agent.ts';
 import {
   InventoryApi,
@@ -96,11 +97,11 @@ describe('a controller restart mid-deploy', () => {
       node: 'restart-node',
       spec: { deploy: { image: image.id, disk: disk.path } },
     });
-    const watch = watchTask(ctl.address, ctl.token, task.id);
-    for await (const event of watch.events) {
-      if (event.progress?.phase === 'writing' && event.progress.bytesDone > 0 && httpFront.stalled) break;
-    }
-    watch.cancel();
+    const writes = followWrites(ctl.address, ctl.token, task.id);
+    await eventually('the download to stall mid-image', () =>
+      httpFront?.stalled && writes.written() > 0 ? true : undefined,
+    );
+    writes.stop();
 
     // The controller goes away mid-download: nothing answers at its addresses for a while.
     grpcFront.setTarget('127.0.0.1:1');

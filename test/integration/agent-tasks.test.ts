@@ -10,13 +10,13 @@ import {
   ensureAgentBinary,
   eventually,
   finishedTask,
+  followWrites,
   imageApi,
   type LoopDevice,
   makeImage,
   readDevice,
   taskApi,
   uploadImage,
-  watchTask,
 } from '../support/agent.ts';
 import {
   InventoryApi,
@@ -242,21 +242,13 @@ describe('the agent executable', () => {
       node: 'task-node',
       spec: { deploy: { image: image.id, disk: disk.path } },
     });
-    const watch = watchTask(ctl.address, ctl.token, task.id);
-    let final = task;
-    let cancelled = false;
-    for await (const event of watch.events) {
-      if (
-        !cancelled &&
-        event.progress?.phase === 'writing' &&
-        event.progress.bytesDone > 0 &&
-        proxy.stalled
-      ) {
-        cancelled = true;
-        await tasks().call('cancelTask', { id: task.id });
-      }
-      if (event.task) final = event.task;
-    }
+    const writes = followWrites(ctl.address, ctl.token, task.id);
+    await eventually('the download to stall mid-image', () =>
+      proxy.stalled && writes.written() > 0 ? true : undefined,
+    );
+    writes.stop();
+    await tasks().call('cancelTask', { id: task.id });
+    const { task: final } = await finishedTask(ctl.address, ctl.token, task.id);
     release();
     expect(final.state).toBe(TaskState.TASK_STATE_CANCELLED);
     expect(final.error?.reason).toBe('CANCELLED');

@@ -360,3 +360,23 @@ export class FakeAgentStream {
     this.#client.close();
   }
 }
+
+/**
+ * Follows a task's WatchTask stream in the background, keeping the most bytes a `writing` report
+ * showed (live reports, or the one inside the first snapshot when the watch started late).
+ */
+export function followWrites(
+  address: string,
+  token: string,
+  id: string,
+): { written(): number; stop(): void } {
+  const watch = watchTask(address, token, id);
+  let written = 0;
+  void (async () => {
+    for await (const event of watch.events) {
+      const progress = event.progress ?? event.task?.progress;
+      if (progress?.phase === 'writing') written = Math.max(written, progress.bytesDone);
+    }
+  })().catch(() => {});
+  return { written: () => written, stop: () => watch.cancel() };
+}

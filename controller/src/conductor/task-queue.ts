@@ -56,7 +56,10 @@ export class TaskQueue {
   readonly #signer: UrlSigner;
   readonly #log: Logger;
   /** Per task: when a progress sample was last stored, its phase, and the write chain keeping samples in order. */
-  readonly #recorded = new Map<string, { at: number; phase: string; chain: Promise<void> }>();
+  readonly #recorded = new Map<
+    string,
+    { at: number; phase: string; chain: Promise<void>; pending?: TaskProgressBody; timer?: NodeJS.Timeout }
+  >();
 
   constructor(deps: { db: Database; bus: TaskBus; signer: UrlSigner; log: Logger }) {
     this.#db = deps.db;
@@ -207,12 +210,36 @@ export class TaskQueue {
     return directives;
   }
 
-  /** A progress report: to watchers at once, to the database at most once a second (and on each new phase). */
+  /**
+   * A progress report: to watchers at once, to the database at most once a
+   * second (and on each new phase). A report skipped by that limit is stored
+   * at the end of the second, so the last one before a pause (a stalled
+   * download) is what a watcher that joins later sees.
+   */
   progress(taskId: string, progress: TaskProgressBody): void {
     this.#bus.publish(taskId, { kind: 'progress', progress });
     const now = Date.now();
     const last = this.#recorded.get(taskId);
-    if (last && last.phase === progress.phase && now - last.at < PROGRESS_RECORD_INTERVAL_MS) return;
+    if (last && last.phase === progress.phase && now - last.at < PROGRESS_RECORD_INTERVAL_MS) {
+      last.pending = progress;
+      last.timer ??= setTimeout(
+        () => {
+          last.timer = undefined;
+          const pending = last.pending;
+          last.pending = undefined;
+          if (pending && this.#recorded.get(taskId) === last) this.#record(taskId, pending, Date.now());
+        },
+        PROGRESS_RECORD_INTERVAL_MS - (now - last.at),
+      );
+      last.timer.unref();
+      return;
+    }
+    this.#record(taskId, progress, now);
+  }
+
+  #record(taskId: string, progress: TaskProgressBody, now: number): void {
+    const last = this.#recorded.get(taskId);
+    if (last?.timer) clearTimeout(last.timer);
     const chain = (last?.chain ?? Promise.resolve()).then(async () => {
       const em = this.#db.fork();
       await em.nativeUpdate(Task, { id: taskId, state: 'running' }, { progress, updatedAt: new Date() });
@@ -228,7 +255,9 @@ export class TaskQueue {
    * the result) are ignored; the agent is acknowledged either way.
    */
   async finish(nodeId: string, result: ReportedResult): Promise<void> {
-    await this.#recorded.get(result.taskId)?.chain;
+    const recorded = this.#recorded.get(result.taskId);
+    if (recorded?.timer) clearTimeout(recorded.timer);
+    await recorded?.chain;
     this.#recorded.delete(result.taskId);
     const em = this.#db.fork();
     const task = await em.findOne(Task, { id: result.taskId, nodeId });
