@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -28,9 +28,9 @@ import { taskHandlers } from './api/task-service.ts';
 import { AgentSessions } from './conductor/agent-sessions.ts';
 import { Placement } from './conductor/placement.ts';
 import { PortFlipper } from './conductor/port-flips.ts';
+import { PowerSync } from './conductor/power-sync.ts';
 import { TaskBus } from './conductor/task-bus.ts';
 import { TaskQueue } from './conductor/task-queue.ts';
-import { PowerSync } from './conductor/power-sync.ts';
 import type { ControllerConfig } from './config/config.ts';
 import { Scheduler } from './domain/scheduler/scheduler.ts';
 import { DnsmasqNetboot } from './drivers/netboot/dnsmasq-netboot.ts';
@@ -90,7 +90,8 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     // The HTTP port is known once the listener is bound (port 0 in tests); URLs are built later.
     let boundHttpPort = 0;
     const httpBase = (authority: string) =>
-      config.httpAdvertiseUrl.replace(/\/+$/, '') || `http://${urlHost(authority, config.httpListen)}:${boundHttpPort}`;
+      config.httpAdvertiseUrl.replace(/\/+$/, '') ||
+      `http://${urlHost(authority, config.httpListen)}:${boundHttpPort}`;
     const bus = new TaskBus();
     const imageStore = new ImageStore(join(config.dataDir, 'images'));
     const signer = new UrlSigner(secrets.derive('image-url-signing'));
@@ -227,7 +228,9 @@ function serviceName(definition: grpc.ServiceDefinition): string {
  * (or loopback when that is a wildcard). IPv6 in brackets.
  */
 function urlHost(authority: string, listen: string): string {
-  const dialled = authority.startsWith('[') ? authority.slice(1, authority.indexOf(']')) : authority.split(':')[0];
+  const dialled = authority.startsWith('[')
+    ? authority.slice(1, authority.indexOf(']'))
+    : authority.split(':')[0];
   let host = dialled || splitListen(listen)[0];
   if (host === '0.0.0.0' || host === '::' || host === '') host = '127.0.0.1';
   return isIP(host) === 6 ? `[${host}]` : host;
