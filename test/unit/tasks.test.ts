@@ -6,7 +6,7 @@ import {
   statesBefore,
   TASK_STATES,
 } from '../../controller/src/domain/tasks.ts';
-import { formatOfFile } from '../../tools/bmctl/commands/image.ts';
+import { formatOfFile, ProgressBar } from '../../tools/bmctl/commands/image.ts';
 import { describeProgress, taskSpec } from '../../tools/bmctl/commands/task.ts';
 import { UsageError } from '../../tools/bmctl/errors.ts';
 import { formatBytes, parseDuration } from '../../tools/bmctl/services.ts';
@@ -88,5 +88,21 @@ describe('bmctl task and image helpers', () => {
     expect(formatOfFile('/img/ubuntu.raw.zst')).toBe('zstd');
     expect(formatOfFile('win.img.GZ')).toBe('gzip');
     expect(formatOfFile('disk.img')).toBe('raw');
+  });
+});
+
+describe('the upload progress bar', () => {
+  it('draws on a terminal and stays silent elsewhere', () => {
+    let drawn = '';
+    const bar = new ProgressBar({ write: (t) => (drawn += t), tty: true }, 4 * 2 ** 20);
+    bar.update(2 ** 20, true);
+    bar.finish();
+    expect(drawn).toMatch(/^\r\[#{8}\.{22}\] {2}25% {2}1\.0 MiB \/ 4\.0 MiB .*\/s \n$/);
+
+    let quiet = '';
+    const none = new ProgressBar({ write: (t) => (quiet += t), tty: false }, 100);
+    none.update(50, true);
+    none.finish();
+    expect(quiet).toBe('');
   });
 });
