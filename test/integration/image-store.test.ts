@@ -55,7 +55,7 @@ function http(
 
 describe.each(BACKENDS)('images on %s', (backend) => {
   let ctl: TestController;
-  let agentBinary = '';
+  let binDir = '';
   const images = () => imageApi(ctl.address, ctl.token);
   const raw = makeImage(3 << 20, 9);
 
@@ -71,8 +71,8 @@ describe.each(BACKENDS)('images on %s', (backend) => {
   }
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ingot-agent-bin-'));
-    agentBinary = join(dir, 'ingot-agent');
+    binDir = mkdtempSync(join(tmpdir(), 'ingot-agent-bin-'));
+    const agentBinary = join(binDir, 'ingot-agent');
     writeFileSync(agentBinary, Buffer.from('#!/bin/sh\necho not really an agent\n'));
     ctl = await startTestController({ backend, args: ['--agent-binary', agentBinary] });
   });
@@ -80,6 +80,7 @@ describe.each(BACKENDS)('images on %s', (backend) => {
   afterAll(async () => {
     await ctl?.stop();
     if (ctl) removeDataDir(ctl.dataDir);
+    if (binDir) removeDataDir(binDir);
   });
 
   it('stores raw, gzip and zstd uploads with their size, virtual size and digest', async () => {
