@@ -409,7 +409,9 @@ describe.each(BACKENDS)('a controller restarted on %s', (backend: Backend) => {
       expect([tokenAfter.ino, tokenAfter.mtimeMs]).toEqual([tokenBefore.stat.ino, tokenBefore.stat.mtimeMs]);
       expect(readFileSync(join(dataDir, 'secret.key'), 'utf8')).toBe(keyBefore);
       expect(readdirSync(dataDir).sort()).toEqual(
-        backend === 'pglite' ? ['admin.token', 'db', 'images', 'secret.key'] : ['admin.token', 'images', 'secret.key'],
+        backend === 'pglite'
+          ? ['admin.token', 'db', 'images', 'secret.key']
+          : ['admin.token', 'images', 'secret.key'],
       );
     },
     SLOW_MS,
