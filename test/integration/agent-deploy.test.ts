@@ -135,23 +135,30 @@ describe('deploying images with the agent executable', () => {
     },
   );
 
-  it('wipes the partition tables when the image does not match its digest', async () => {
-    const raw = makeImage(8 * MiB, 7);
-    const image = await addImage('tampered', raw, 'raw');
-    // Bit rot (or tampering) in the store after the upload: one byte in the middle.
-    const file = join(ctl.dataDir, 'images', image.id);
-    const stored = readFileSync(file);
-    stored[4 * MiB] = (stored[4 * MiB] ?? 0) ^ 0xff;
-    writeFileSync(file, stored);
+  it.each([
+    ['raw', ['DIGEST_MISMATCH']],
+    ['zstd', ['IMAGE_DATA_INVALID', 'DIGEST_MISMATCH', 'SIZE_MISMATCH']],
+  ] as const)(
+    'wipes the partition tables when a %s image does not match its digest',
+    async (format, reasons) => {
+      const raw = makeImage(8 * MiB, 7);
+      const image = await addImage(`tampered-${format}`, raw, format);
+      // Bit rot (or tampering) in the store after the upload: one byte in the middle.
+      const file = join(ctl.dataDir, 'images', image.id);
+      const stored = readFileSync(file);
+      const at = Math.floor(stored.length / 2);
+      stored[at] = (stored[at] ?? 0) ^ 0xff;
+      writeFileSync(file, stored);
 
-    const { task } = await deploy(image.id);
+      const { task } = await deploy(image.id);
 
-    expect(task.state).toBe(TaskState.TASK_STATE_FAILED);
-    expect(task.error?.reason).toBe('DIGEST_MISMATCH');
-    const zeros = Buffer.alloc(MiB);
-    expect((await readDevice(disk.path, 0, MiB)).equals(zeros)).toBe(true);
-    expect((await readDevice(disk.path, DISK_BYTES - MiB, MiB)).equals(zeros)).toBe(true);
-  });
+      expect(task.state).toBe(TaskState.TASK_STATE_FAILED);
+      expect(reasons).toContain(task.error?.reason);
+      const zeros = Buffer.alloc(MiB);
+      expect((await readDevice(disk.path, 0, MiB)).equals(zeros)).toBe(true);
+      expect((await readDevice(disk.path, DISK_BYTES - MiB, MiB)).equals(zeros)).toBe(true);
+    },
+  );
 
   it('resumes a download cut mid-stream with Range from where it stopped', async () => {
     const raw = makeImage(16 * MiB, 3);

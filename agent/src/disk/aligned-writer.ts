@@ -52,6 +52,8 @@ export class AlignedWriter {
   #offset: number;
   #written = 0;
   #failed: Error | undefined;
+  /** Whether anything went through the page cache (then its flush also writes that back). */
+  #usedBuffered = false;
 
   constructor(opts: AlignedWriterOptions) {
     const blockBytes = opts.blockBytes ?? 8 << 20;
@@ -150,12 +152,16 @@ export class AlignedWriter {
     if (this.#failed) throw this.#failed;
   }
 
-  /** Writes the held-back head and makes everything durable. Call after `flush()` and verification. */
+  /**
+   * Writes the held-back head and makes everything durable: one flush of the
+   * device (its write cache included), through the handle that leaves
+   * nothing behind in the page cache.
+   */
   async commit(): Promise<void> {
     await this.flush();
     await this.#writeUnaligned(this.#head, this.#headFill, 0);
     this.#written += this.#headFill;
-    await Promise.all([this.#handle.datasync(), this.#buffered.datasync()]);
+    await (this.#usedBuffered ? this.#buffered : this.#handle).datasync();
   }
 
   #submit(): void {
@@ -182,6 +188,7 @@ export class AlignedWriter {
     const aligned = this.#direct ? length - (length % this.#logicalBlockBytes) : length;
     if (aligned > 0) await this.#writeFully(this.#handle, buffer, aligned, offset);
     if (aligned < length) {
+      this.#usedBuffered = true;
       await this.#writeFully(this.#buffered, buffer.subarray(aligned), length - aligned, offset + aligned);
     }
   }

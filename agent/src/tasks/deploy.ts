@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Transform } from 'node:stream';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import type { DeployInstructions } from '../../../build/gen/ingot/v1/agent.ts';
 import { AlignedWriter } from '../disk/aligned-writer.ts';
 import { checkAllowed, describeDevice, openDisk } from '../disk/block-device.ts';
 import { endRanges, zeroRanges } from '../disk/zero.ts';
 import { type BodyTarget, download } from '../transport/download.ts';
 import type { TaskContext, TaskOutcomeValue } from './context.ts';
-import { InflatingTarget, RawTarget } from './deploy-targets.ts';
+import { InflatingTarget, RawTarget, ZstdTarget } from './deploy-targets.ts';
 import { Reason, TaskFailure } from './task-failure.ts';
 
 /** Decompressed bytes per chunk handed to the writer. @default 512 KiB */
@@ -62,9 +62,12 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
       progress.update('writing', writer.bytesAccepted, spec.virtualSizeBytes);
     };
     const inflater = inflaterFor(spec.format);
-    const target = inflater
-      ? new InflatingTarget(writer, hash, inflater, onBytes)
-      : new RawTarget(writer, hash, onBytes);
+    const target =
+      spec.format === 'zstd'
+        ? new ZstdTarget(writer, hash, onBytes, spec.virtualSizeBytes || disk.sizeBytes)
+        : inflater
+          ? new InflatingTarget(writer, hash, inflater, onBytes)
+          : new RawTarget(writer, hash, onBytes);
     progress.update('writing', 0, spec.virtualSizeBytes);
     try {
       await download(spec.url, new DiskBound(target, writer, disk.sizeBytes, spec.disk), {
@@ -80,10 +83,10 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
           );
         },
       });
-      if (target instanceof InflatingTarget) await target.finish();
+      if (target instanceof InflatingTarget || target instanceof ZstdTarget) await target.finish();
     } catch (err) {
       if (err instanceof TaskFailure || signal.aborted) throw err;
-      if (inflater && (err as { code?: string }).code?.startsWith('Z_')) {
+      if (spec.format !== 'raw' && /^(Z_|ZSTD_)/.test((err as { code?: string }).code ?? '')) {
         throw new TaskFailure(
           Reason.IMAGE_DATA_INVALID,
           `the image is not valid ${spec.format} data: ${(err as Error).message}`,
@@ -136,10 +139,10 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
   }
 }
 
+/** gzip's stream decoder (zstd has its own, ZstdTarget); undefined for raw images. */
 function inflaterFor(format: string): Transform | undefined {
   if (format === 'gzip') return createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
-  if (format === 'zstd') return createZstdDecompress({ chunkSize: INFLATE_CHUNK_BYTES });
-  if (format === 'raw' || format === '') return undefined;
+  if (format === 'zstd' || format === 'raw' || format === '') return undefined;
   throw new TaskFailure(Reason.UNSUPPORTED_TASK, `this agent cannot write images in format ${format}`);
 }
 
