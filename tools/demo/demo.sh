@@ -55,6 +55,14 @@ run bmctl aggregate create secure-pool nova
 run bmctl aggregate add-host secure-pool secure-1
 run bmctl aggregate set-metadata secure-pool project_id=secure
 
+step "Booting: the scheduler claims a host for each instance (the seed's three cases)"
+run bmctl flavor create vm.small --vcpus 2 --ram 4096 --disk 40
+run bmctl boot --project secure --image ubuntu-24.04 --flavor vm.small web-1
+run bmctl boot --project secure --image ubuntu-24.04 --flavor bm.large --hint compute_type=bare_metal db-1
+run bmctl boot --project common --image ubuntu-24.04 --flavor vm.small app-1
+run bmctl instance list
+run bmctl schedule --project common --flavor bm.large --hint compute_type=bare_metal --explain
+
 step "The inventory"
 run bmctl switch list
 run bmctl node list
