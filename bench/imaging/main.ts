@@ -157,9 +157,12 @@ async function main(): Promise<void> {
     say(`writing a ${IMAGE_BYTES / GiB} GiB image and its zstd copy`);
     await writeImage(rawPath, IMAGE_BYTES);
     await run('zstd', ['-q', '-3', '-T0', '-f', rawPath, '-o', zstdPath]);
-    // A loop device that writes through to storage, like a disk; with a buffered backing file, `oflag=direct`
-    // would only copy into the page cache and leave the data unflushed.
-    disk = await createLoopDevice(IMAGE_BYTES + 64 * MiB, { directIo: true });
+    // A loop device that behaves like a disk: it writes through to storage (with a buffered backing
+    // file, `oflag=direct` only copies into the page cache and leaves the data unflushed) and its
+    // backing file is written once first (no block allocation on first writes, so a flush flushes a
+    // cache, not file-system metadata).
+    say('preparing the loop device');
+    disk = await createLoopDevice(IMAGE_BYTES + 64 * MiB, { directIo: true, written: true });
 
     controller = await startController(join(dir, 'data'));
     const { grpc, http, token } = controller;

@@ -235,16 +235,29 @@ export interface LoopDevice {
 }
 
 /**
- * `directIo` makes the loop device write its backing file with O_DIRECT, so it behaves like a disk
- * (writes reach storage, a flush is cheap) rather than like the page cache.
+ * `directIo` makes the loop device write its backing file with O_DIRECT, and `written` writes the
+ * whole backing file first (no block allocation on a first write), so that the device behaves like
+ * a disk — writes reach storage and a flush only flushes — rather than like the page cache or a
+ * sparse file.
  */
 export async function createLoopDevice(
   sizeBytes: number,
-  opts: { directIo?: boolean } = {},
+  opts: { directIo?: boolean; written?: boolean } = {},
 ): Promise<LoopDevice> {
   const dir = mkdtempSync(join(tmpdir(), 'ingot-loop-'));
   const file = join(dir, 'disk.img');
   writeFileSync(file, '');
+  if (opts.written) {
+    const blocks = Math.ceil(sizeBytes / (8 << 20));
+    await run('dd', [
+      'if=/dev/zero',
+      `of=${file}`,
+      'bs=8M',
+      `count=${blocks}`,
+      'oflag=direct',
+      'status=none',
+    ]);
+  }
   await run('truncate', ['-s', String(sizeBytes), file]);
   let path: string;
   try {

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { alignedBuffer } from './aligned-memory.ts';
+import { type AlignedLoan, borrowAligned } from './aligned-memory.ts';
 
 /** Buffers are page-aligned and block sizes multiples of a page, as O_DIRECT requires. */
 const ALIGNMENT = 4096;
@@ -41,6 +41,7 @@ export class AlignedWriter {
   readonly #direct: boolean;
   readonly #blockBytes: number;
   readonly #logicalBlockBytes: number;
+  readonly #memory: AlignedLoan;
   readonly #head: Buffer;
   readonly #slots: Buffer[];
   /** The write of each slot while it is in flight. */
@@ -62,7 +63,8 @@ export class AlignedWriter {
     if (blockBytes % ALIGNMENT || headBytes % ALIGNMENT || headBytes <= 0 || inFlight < 1) {
       throw new Error('block and head sizes must be positive multiples of 4096');
     }
-    const memory = alignedBuffer(headBytes + blockBytes * inFlight);
+    this.#memory = borrowAligned(headBytes + blockBytes * inFlight);
+    const memory = this.#memory.buffer;
     this.#head = memory.subarray(0, headBytes);
     this.#slots = Array.from({ length: inFlight }, (_, i) =>
       memory.subarray(headBytes + i * blockBytes, headBytes + (i + 1) * blockBytes),
@@ -162,6 +164,12 @@ export class AlignedWriter {
     await this.#writeUnaligned(this.#head, this.#headFill, 0);
     this.#written += this.#headFill;
     await (this.#usedBuffered ? this.#buffered : this.#handle).datasync();
+  }
+
+  /** Gives the buffers back for the next task, once every write has settled. */
+  async release(): Promise<void> {
+    await Promise.allSettled(this.#pending);
+    this.#memory.release();
   }
 
   #submit(): void {

@@ -1,4 +1,4 @@
-import { alignedBuffer } from './aligned-memory.ts';
+import { borrowAligned } from './aligned-memory.ts';
 import type { OpenDisk } from './block-device.ts';
 
 /** Size of each zeroing write. @default 4 MiB */
@@ -20,7 +20,21 @@ export async function zeroRanges(
   ranges: readonly Range[],
   opts: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
 ): Promise<number> {
-  const zeros = alignedBuffer(ZERO_BLOCK_BYTES);
+  const loan = borrowAligned(ZERO_BLOCK_BYTES, { zeroed: true });
+  const zeros = loan.buffer;
+  try {
+    return await zeroWith(zeros, disk, ranges, opts);
+  } finally {
+    loan.release();
+  }
+}
+
+async function zeroWith(
+  zeros: Buffer,
+  disk: OpenDisk,
+  ranges: readonly Range[],
+  opts: { signal?: AbortSignal; onProgress?: (bytes: number) => void },
+): Promise<number> {
   const block = disk.logicalBlockBytes;
   let total = 0;
   for (const range of ranges) {

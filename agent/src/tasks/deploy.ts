@@ -135,6 +135,7 @@ export async function deploy(spec: DeployInstructions, ctx: TaskContext): Promis
     }
     throw err;
   } finally {
+    await writer.release();
     await disk.close();
   }
 }
