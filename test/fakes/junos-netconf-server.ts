@@ -31,6 +31,7 @@ import {
   type XmlElement,
 } from '../../controller/src/drivers/network/juniper/xml.ts';
 import { sshFingerprint } from '../../controller/src/drivers/network/ssh.ts';
+import { ed25519KeyPair } from './ssh-keys.ts';
 
 export type JunosSyntax = 'interface-mode' | 'port-mode';
 
@@ -183,7 +184,7 @@ export class FakeJunosSwitch extends EventEmitter {
     }
     this.running = { units, vlans: new Map(opts.vlans.map((v) => [v.name, v.id])) };
     this.candidate = clone(this.running);
-    const key = utils.generateKeyPairSync('ed25519');
+    const key = ed25519KeyPair();
     this.#hostKey = key.private;
     this.#hostKeyFingerprint = fingerprintOf(key.public);
     this.#server = this.#createServer();
@@ -258,7 +259,7 @@ export class FakeJunosSwitch extends EventEmitter {
 
   /** The switch was replaced: it restarts with a new SSH host key on the same port. */
   async replaceHostKey(): Promise<void> {
-    const key = utils.generateKeyPairSync('ed25519');
+    const key = ed25519KeyPair();
     this.#hostKey = key.private;
     this.#hostKeyFingerprint = fingerprintOf(key.public);
     const port = this.port;

@@ -5,7 +5,6 @@
  */
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import ssh2 from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   PortReadbackError,
@@ -22,6 +21,7 @@ import { NetconfSession } from '../../controller/src/drivers/network/juniper/ses
 import type { NetworkRef, SwitchTarget } from '../../controller/src/drivers/network/network-driver.ts';
 import { Secret } from '../../controller/src/drivers/power/power-driver.ts';
 import { type FakeJunosOptions, FakeJunosSwitch } from '../fakes/junos-netconf-server.ts';
+import { ed25519KeyPair } from '../fakes/ssh-keys.ts';
 
 const SERVICE: NetworkRef = { name: 'service', vlanId: 100, bridge: '' };
 const TENANT_A: NetworkRef = { name: 'tenant-a', vlanId: 200, bridge: '' };
@@ -317,7 +317,7 @@ describe('Juniper driver: SSH', () => {
   });
 
   it('logs in with keyboard-interactive (Junos default), with a key, and refuses a wrong password', async () => {
-    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const key = ed25519KeyPair();
     const sw = await startSwitch({ keyboardInteractiveOnly: true, authorizedKey: key.public });
     await expect(driver.portStatus(target(sw), 'ge-0/0/1')).resolves.toMatchObject({ vlanIds: [100] });
     await expect(

@@ -6,10 +6,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBmctl } from '../../tools/bmctl/cli.ts';
 import { FakeJunosSwitch } from '../fakes/junos-netconf-server.ts';
+import { ed25519KeyPair } from '../fakes/ssh-keys.ts';
 import { removeDataDir, startTestController, type TestController } from '../support/controller.ts';
 
 describe('bmctl network, node network and switch port-status', () => {
@@ -43,7 +43,7 @@ describe('bmctl network, node network and switch port-status', () => {
   beforeAll(async () => {
     ctl = await startTestController();
     cwd = await mkdtemp(join(tmpdir(), 'bmctl-net-'));
-    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const key = ed25519KeyPair();
     await writeFile(join(cwd, 'switch.key'), key.private, { mode: 0o600 });
     sw = await FakeJunosSwitch.start({
       syntax: 'port-mode',

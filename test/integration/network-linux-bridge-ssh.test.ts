@@ -16,6 +16,7 @@ import type { SwitchTarget } from '../../controller/src/drivers/network/network-
 import { sshFingerprint } from '../../controller/src/drivers/network/ssh.ts';
 import { Secret } from '../../controller/src/drivers/power/power-driver.ts';
 import { NetnsLab } from '../../tools/lab/netns-lab.ts';
+import { ed25519KeyPair } from '../fakes/ssh-keys.ts';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -53,7 +54,7 @@ describe('Linux-bridge switch over SSH (OpenSSH sshd)', () => {
     dir = mkdtempSync(join(tmpdir(), 'ingot-sshd-'));
     chmodSync(dir, 0o755);
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')]);
-    const client = ssh2.utils.generateKeyPairSync('ed25519');
+    const client = ed25519KeyPair();
     writeFileSync(join(dir, 'authorized_keys'), `${client.public}\n`, { mode: 0o600 });
     const port = await freePort();
     writeFileSync(
