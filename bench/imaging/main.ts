@@ -8,8 +8,8 @@
  * Ingot's time runs from CreateTask to the final state on a WatchTask
  * stream, so it includes queuing, the SHA-256, progress and the final
  * sync. Also measured: the agent's peak RSS, and the latency from an
- * agent's progress report to a WatchTask client. Runs alternate (baseline,
- * Ingot, baseline, Ingot, …) and the medians are compared.
+ * agent's progress report to a WatchTask client. Each round runs both, the
+ * order alternating from round to round, and the medians are compared.
  *
  * Needs root (loop devices). Progress on stderr; stdout ends with one line.
  */
@@ -40,8 +40,8 @@ const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 /** @default 2 GiB */
 const IMAGE_BYTES = Number(process.env.BENCH_IMAGE_BYTES ?? 2 * GiB);
-/** Rounds of (baseline, Ingot) per format. @default 3 */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Rounds of (baseline, Ingot) per format, alternating who goes first. @default 5 */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const NODE_MAC = '52:54:00:be:00:01';
 
 const say = (text: string) => process.stderr.write(`bench-imaging: ${text}\n`);
@@ -259,8 +259,16 @@ async function main(): Promise<void> {
         ['raw', raw],
         ['zstd', zstd],
       ] as const) {
-        const b = await baseline(image.id, format === 'zstd');
-        const i = await ingot(image.id);
+        // Alternate who goes first, so that a change in the machine's load does not favour one side.
+        let b = 0;
+        let i = 0;
+        if (round % 2 === 1) {
+          b = await baseline(image.id, format === 'zstd');
+          i = await ingot(image.id);
+        } else {
+          i = await ingot(image.id);
+          b = await baseline(image.id, format === 'zstd');
+        }
         results[format].baseline.push(b);
         results[format].ingot.push(i);
         say(`round ${round} ${format}: baseline ${b.toFixed(2)} s, ingot ${i.toFixed(2)} s`);

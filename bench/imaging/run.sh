@@ -5,7 +5,7 @@
 # Progress on stderr; stdout ends with one line of figures, the ratios against the baseline first.
 #
 #   BENCH_IMAGE_BYTES=2147483648  size of the image
-#   BENCH_ROUNDS=3                (baseline, Ingot) pairs per format; medians are compared
+#   BENCH_ROUNDS=5                (baseline, Ingot) pairs per format, order alternating; medians compared
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
