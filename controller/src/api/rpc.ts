@@ -129,44 +129,56 @@ function unary(
   method: Method<never, unknown>,
   deps: RpcDeps,
 ): handleUnaryCall<unknown, unknown> {
-  return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-    const started = process.hrtime.bigint();
-    const abort = new AbortController();
-    call.on('cancelled', () => abort.abort(new Error('cancelled by the client')));
-    const log = deps.log.child({ method: path });
-    const run = async () => {
-      const em = deps.db.fork();
-      const caller = await authenticate(call.metadata, em);
-      authorize(caller, method.access, path);
-      return method.handle(call.request as never, {
-        caller,
-        em,
-        signal: abort.signal,
-        log,
-        authority: call.getHost(),
-      });
-    };
-    run().then(
-      (response) => {
-        deps.metrics.observe(path, 'OK', started);
-        callback(null, response);
-      },
-      (err: unknown) => {
-        const status = toStatus(err, log, path);
-        deps.metrics.observe(path, status.code ?? 2, started);
-        log.debug({ code: status.code, message: status.details }, 'rpc failed');
-        callback(status, null);
-      },
-    );
+  return (call, callback) =>
+    respond(path, method.access, deps, call, callback, (ctx) => method.handle(call.request as never, ctx));
+}
+
+/**
+ * Answers a call with one response: authenticates and authorizes, runs the
+ * handler with its context, and maps any error to a status, once for every
+ * such call.
+ */
+function respond(
+  path: string,
+  access: Access,
+  deps: RpcDeps,
+  call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>,
+  callback: sendUnaryData<unknown>,
+  invoke: (ctx: CallContext) => Promise<unknown>,
+): void {
+  const started = process.hrtime.bigint();
+  const abort = callSignal(call);
+  const log = deps.log.child({ method: path });
+  const run = async () => {
+    const em = deps.db.fork();
+    const caller = await authenticate(call.metadata, em);
+    authorize(caller, access, path);
+    return invoke({ caller, em, signal: abort.signal, log, authority: call.getHost() });
   };
+  run().then(
+    (response) => {
+      deps.metrics.observe(path, 'OK', started);
+      callback(null, response);
+    },
+    (err: unknown) => {
+      const status = toStatus(err, log, path);
+      deps.metrics.observe(path, status.code ?? 2, started);
+      log.debug({ code: status.code, message: status.details }, 'rpc failed');
+      callback(status, null);
+    },
+  );
 }
 
 type AnyCall = ServerWritableStream<unknown, unknown> | ServerReadableStream<unknown, unknown>;
 
 /** Aborted when the client cancels, its deadline passes or the call ends. */
-function callSignal(call: AnyCall | ServerDuplexStream<unknown, unknown>): AbortController {
+function callSignal(
+  call: AnyCall | ServerDuplexStream<unknown, unknown> | ServerUnaryCall<unknown, unknown>,
+): AbortController {
   const abort = new AbortController();
-  call.on('cancelled', () => abort.abort(new Error('cancelled by the client')));
+  (call as { on(event: 'cancelled', listener: () => void): unknown }).on('cancelled', () =>
+    abort.abort(new Error('cancelled by the client')),
+  );
   return abort;
 }
 
@@ -258,35 +270,10 @@ function clientStream(
   method: ClientStreamMethod,
   deps: RpcDeps,
 ): handleClientStreamingCall<unknown, unknown> {
-  return (call, callback) => {
-    const started = process.hrtime.bigint();
-    const abort = callSignal(call);
-    const log = deps.log.child({ method: path });
-    const run = async () => {
-      const em = deps.db.fork();
-      const caller = await authenticate(call.metadata, em);
-      authorize(caller, method.access, path);
-      return method.handle(incoming(call, abort.signal), {
-        caller,
-        em,
-        signal: abort.signal,
-        log,
-        authority: call.getHost(),
-      });
-    };
-    run().then(
-      (response) => {
-        deps.metrics.observe(path, 'OK', started);
-        callback(null, response);
-      },
-      (err: unknown) => {
-        const status = toStatus(err, log, path);
-        deps.metrics.observe(path, status.code ?? 2, started);
-        log.debug({ code: status.code, message: status.details }, 'rpc failed');
-        callback(status, null);
-      },
+  return (call, callback) =>
+    respond(path, method.access, deps, call, callback, (ctx) =>
+      method.handle(incoming(call, ctx.signal), ctx),
     );
-  };
 }
 
 function bidiStream(
