@@ -26,9 +26,12 @@ import { type Handlers, implement } from './api/rpc.ts';
 import { schedulerHandlers } from './api/scheduler-service.ts';
 import { taskHandlers } from './api/task-service.ts';
 import { AgentSessions } from './conductor/agent-sessions.ts';
+import { InstanceBus } from './conductor/instance-bus.ts';
 import { Placement } from './conductor/placement.ts';
 import { PortFlipper } from './conductor/port-flips.ts';
 import { PowerSync } from './conductor/power-sync.ts';
+import { Provisioner } from './conductor/provisioner.ts';
+import { rebootNode } from './conductor/reboot.ts';
 import { TaskBus } from './conductor/task-bus.ts';
 import { TaskQueue } from './conductor/task-queue.ts';
 import type { ControllerConfig } from './config/config.ts';
@@ -44,6 +47,7 @@ import { createHttpServer } from './http/server.ts';
 import { ImageStore } from './images/image-store.ts';
 import { UrlSigner } from './images/url-signer.ts';
 import type { Logger } from './log/logger.ts';
+import { controllerId } from './store/controller-id.ts';
 import { HostStateCache } from './store/host-states.ts';
 import { inventoryResources } from './store/inventory-resources.ts';
 import { type Database, openDatabase } from './store/orm.ts';
@@ -67,6 +71,8 @@ export interface RunningController {
   network: PortFlipper;
   /** DHCP host entries and boot files for nodes being provisioned; undefined when netboot is off. */
   netboot: DnsmasqNetboot | undefined;
+  /** Drives bare-metal deploy and delete flows; undefined when netboot is off. */
+  provisioner: Provisioner | undefined;
   /** Stops taking calls, lets in-flight ones finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -97,13 +103,28 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const signer = new UrlSigner(secrets.derive('image-url-signing'));
     const tasks = new TaskQueue({ db, bus, signer, log });
     const agents = new AgentSessions({ db, queue: tasks, httpBase });
+    const instanceBus = new InstanceBus();
+    // Created once gRPC is bound (the agents' address needs the port), then used by the services.
+    let netboot: DnsmasqNetboot | undefined;
+    let provisioner: Provisioner | undefined;
     const services: [grpc.ServiceDefinition, Handlers][] = [
       [
         InventoryServiceService,
         inventoryHandlers(inventoryResources(secrets), { onChange: () => placement.inventoryChanged() }),
       ],
       [SchedulerServiceService, schedulerHandlers(placement)],
-      [InstanceServiceService, instanceHandlers(placement)],
+      [
+        InstanceServiceService,
+        instanceHandlers({
+          placement,
+          get provisioner() {
+            return provisioner;
+          },
+          bus: instanceBus,
+          closing: bus.closing,
+          reboot: (em, instance, hard, signal) => rebootNode(em, { power, secrets }, instance, hard, signal),
+        }),
+      ],
       [ImageServiceService, imageHandlers({ db, store: imageStore, signer, log, httpBase })],
       [AgentServiceService, agentHandlers(agents)],
       [TaskServiceService, taskHandlers(tasks)],
@@ -128,7 +149,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const grpcAddress = `${config.grpcListen.slice(0, config.grpcListen.lastIndexOf(':'))}:${port}`;
     let serving = true;
     // Netboot when configured: DHCP host entries and boot files; the iPXE scripts are served over HTTP.
-    const netboot =
+    netboot =
       config.netboot.mode === 'off'
         ? undefined
         : new DnsmasqNetboot({
@@ -158,6 +179,27 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     boundHttpPort = Number(httpAddress.slice(httpAddress.lastIndexOf(':') + 1));
     await netboot?.start();
     powerSync.start();
+    if (netboot) {
+      provisioner = new Provisioner({
+        db,
+        log,
+        settings: config.provisioning,
+        owner: controllerId(config.dataDir),
+        secrets,
+        power,
+        network,
+        netboot,
+        tasks,
+        agents,
+        placement,
+        bus: instanceBus,
+      });
+      provisioner.start();
+    } else {
+      log.warn(
+        'netboot is off: bare-metal instances are scheduled but not provisioned until it is configured',
+      );
+    }
     // Port moves a previous run recorded but did not finish; re-applying them is idempotent.
     void network.reconcile().catch((err: unknown) => log.error({ err }, 'port move reconcile failed'));
     log.info(
@@ -171,12 +213,14 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       db,
       network,
       netboot,
+      provisioner,
       async stop() {
         serving = false;
         // Agent and watch streams never end on their own: end them so that shutdown need not wait.
         bus.close();
         for (const name of ['', ...serviceNames]) health.setStatus(name, 'NOT_SERVING');
         // HTTP keeps answering /healthz (503) while gRPC calls drain, so balancers see the stop.
+        await provisioner?.stop();
         await drainGrpc(server);
         await drainHttp(listening);
         await powerSync.stop();

@@ -768,7 +768,7 @@ describe('parsing and formatting', () => {
       update_time: null,
     });
     expect(Object.keys(json)).not.toContain('bmc_password');
-    expect(Object.keys(json)).toHaveLength(32); // 26 + the network and netboot fields (30-35)
+    expect(Object.keys(json)).toHaveLength(33); // 26 + the network and netboot fields (30-35) + root_disk (50)
     expect(toProtoJson({ extraSpecs: { camelKey: 'v' } })).toEqual({ extra_specs: { camelKey: 'v' } });
   });
 });

@@ -64,6 +64,13 @@ describe('defaults', () => {
         defaultAvailabilityZone: 'nova',
       },
       netboot: expect.objectContaining({ mode: 'off', dir: '/var/lib/ingot-netboot', user: 'nobody' }),
+      provisioning: {
+        agentTimeoutMs: 600_000,
+        stallTimeoutMs: 300_000,
+        powerCycles: 2,
+        leaseMs: 30_000,
+        scanIntervalMs: 2_000,
+      },
     });
   });
 

@@ -1,54 +1,39 @@
 import type { EntityManager } from '@mikro-orm/sql';
-import type { Empty } from '../../../build/gen/google/protobuf/empty.ts';
 import type * as pb from '../../../build/gen/ingot/v1/instance.ts';
-import { InstanceState } from '../../../build/gen/ingot/v1/instance.ts';
+import type { InstanceBus, InstanceBusEvent } from '../conductor/instance-bus.ts';
 import type { Placement } from '../conductor/placement.ts';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../domain/errors.ts';
+import type { Provisioner } from '../conductor/provisioner.ts';
+import { ControllerShuttingDownError } from '../domain/agent-errors.ts';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+} from '../domain/errors.ts';
 import { isName, NAME_HINT } from '../domain/formats.ts';
-import { Host } from '../store/entities/host.ts';
+import { findImage } from '../images/images.ts';
 import { Instance } from '../store/entities/instance.ts';
-import { Node } from '../store/entities/node.ts';
-import { listResources } from '../store/resource-repository.ts';
+import { Network } from '../store/entities/network.ts';
+import type { Project } from '../store/entities/project.ts';
+import { findByRef, listResources } from '../store/resource-repository.ts';
 import type { Access, Caller } from './auth.ts';
-import type { Method } from './rpc.ts';
+import { instancesToProto, progressToProto } from './instance-mappers.ts';
+import type { Handlers, Method, ServerStreamMethod } from './rpc.ts';
 import { instanceWhere, resolveProject, resolveSchedulingRequest } from './scheduling-request.ts';
 
 const MEMBERS_TOO: Access = ['admin', 'member'];
+/** How often a watch reads the instance when no event woke it (flows another controller drives). */
+const WATCH_POLL_MS = 1000;
 
-const STATES: Record<string, InstanceState> = {
-  scheduled: InstanceState.INSTANCE_STATE_SCHEDULED,
-  deploying: InstanceState.INSTANCE_STATE_DEPLOYING,
-  active: InstanceState.INSTANCE_STATE_ACTIVE,
-  deleting: InstanceState.INSTANCE_STATE_DELETING,
-  error: InstanceState.INSTANCE_STATE_ERROR,
-};
-
-async function toProto(em: EntityManager, rows: Instance[]): Promise<pb.Instance[]> {
-  const ids = (kind: string) => rows.filter((r) => r.hostKind === kind).map((r) => r.hostId);
-  const [nodes, hosts] = await Promise.all([
-    em.find(Node, { id: { $in: ids('node') } }, { fields: ['id', 'name'] }),
-    em.find(Host, { id: { $in: ids('host') } }, { fields: ['id', 'name'] }),
-  ]);
-  const names = new Map<string, string>([...nodes, ...hosts].map((h) => [h.id, h.name]));
-  return rows.map((i) => ({
-    id: i.id,
-    name: i.name,
-    projectId: i.projectId,
-    flavorId: i.flavorId,
-    image: i.image,
-    hints: i.hints,
-    availabilityZone: i.availabilityZone,
-    state: STATES[i.state] ?? InstanceState.INSTANCE_STATE_UNSPECIFIED,
-    reason: i.reason,
-    hostKind: i.hostKind,
-    hostId: i.hostId,
-    hostName: names.get(i.hostId) ?? '',
-    vcpus: i.vcpus,
-    ramMb: i.ramMb,
-    diskGb: i.diskGb,
-    createTime: i.createdAt,
-    updateTime: i.updatedAt,
-  }));
+export interface InstanceServiceDeps {
+  placement: Placement;
+  /** Drives bare-metal flows; undefined when netboot is off (instances then wait in SCHEDULED). */
+  provisioner: Provisioner | undefined;
+  bus: InstanceBus;
+  /** Aborted when the controller shuts down: watches end. */
+  closing: AbortSignal;
+  /** Reboots an ACTIVE bare-metal instance's node through its BMC. */
+  reboot(em: EntityManager, instance: Instance, hard: boolean, signal: AbortSignal): Promise<void>;
 }
 
 async function findInstance(
@@ -63,8 +48,50 @@ async function findInstance(
   return instance;
 }
 
-/** InstanceService: boot (schedule + claim), show, list and delete; members see only their project. */
-export function instanceHandlers(placement: Placement): Record<string, Method<never, unknown>> {
+async function one(em: EntityManager, instance: Instance): Promise<pb.Instance> {
+  return (await instancesToProto(em, [instance]))[0] as pb.Instance;
+}
+
+/**
+ * The project network a bare-metal instance goes on: the one named (it must
+ * be the project's), else the project's only one; null when it has none.
+ */
+async function resolveNetwork(em: EntityManager, project: Project, ref: string): Promise<string | null> {
+  if (ref.trim()) {
+    const network = await findByRef(em, 'network', Network, ref);
+    if (network.kind !== 'project' || network.projectId !== project.id) {
+      throw new InvalidArgumentError([
+        { field: 'network', description: `must be a network of project ${project.name}` },
+      ]);
+    }
+    return network.id;
+  }
+  const owned = await em.find(
+    Network,
+    { projectId: project.id, kind: 'project' },
+    { fields: ['id'], limit: 2 },
+  );
+  if (owned.length > 1) {
+    throw new InvalidArgumentError([
+      { field: 'network', description: `is required: project ${project.name} has several networks` },
+    ]);
+  }
+  return owned[0]?.id ?? null;
+}
+
+/** The image in the store the instance's project would see under `ref`, if any (VM placements may name others). */
+async function resolveImage(em: EntityManager, project: Project, ref: string): Promise<string | null> {
+  try {
+    return (await findImage(em, { role: 'member', projectId: project.id } as Caller, ref)).id;
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+}
+
+/** InstanceService: boot (schedule + claim, then the conductor provisions), show, list, delete, reboot, watch. */
+export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
+  const { placement } = deps;
   const create: Method<pb.CreateInstanceRequest, pb.Instance> = {
     access: MEMBERS_TOO,
     async handle(req, { em, caller }) {
@@ -76,10 +103,10 @@ export function instanceHandlers(placement: Placement): Record<string, Method<ne
       if (await em.count(Instance, { projectId: resolved.project.id, name })) {
         throw new AlreadyExistsError('instance', 'name', name);
       }
-      const { flavor } = resolved;
+      const { flavor, project } = resolved;
       const instance = await placement.boot(em, resolved.placement, {
         name,
-        projectId: resolved.project.id,
+        projectId: project.id,
         flavorId: flavor.id,
         image: resolved.image,
         hints: resolved.placement.hints as Record<string, string>,
@@ -87,14 +114,17 @@ export function instanceHandlers(placement: Placement): Record<string, Method<ne
         vcpus: flavor.vcpus,
         ramMb: flavor.ramMb,
         diskGb: flavor.diskGb,
+        networkId: await resolveNetwork(em, project, req.network),
+        imageId: await resolveImage(em, project, resolved.image),
       });
-      return (await toProto(em, [instance]))[0] as pb.Instance;
+      deps.provisioner?.kick();
+      return one(em, instance);
     },
   };
   const get: Method<pb.GetInstanceRequest, pb.Instance> = {
     access: MEMBERS_TOO,
     async handle(req, { em, caller }) {
-      return (await toProto(em, [await findInstance(em, caller, req.id, req.project)]))[0] as pb.Instance;
+      return one(em, await findInstance(em, caller, req.id, req.project));
     },
   };
   const list: Method<pb.ListInstancesRequest, pb.ListInstancesResponse> = {
@@ -105,14 +135,116 @@ export function instanceHandlers(placement: Placement): Record<string, Method<ne
         ? { projectId: (await resolveProject(em, caller, req.project, 'project')).id }
         : {};
       const listing = await listResources(em, Instance, req, where);
-      return { instances: await toProto(em, listing.rows), nextPageToken: listing.nextPageToken };
+      return { instances: await instancesToProto(em, listing.rows), nextPageToken: listing.nextPageToken };
     },
   };
-  const remove: Method<pb.DeleteInstanceRequest, Empty> = {
+  const remove: Method<pb.DeleteInstanceRequest, pb.Instance> = {
     access: MEMBERS_TOO,
     async handle(req, { em, caller }) {
-      await placement.release(em, await findInstance(em, caller, req.id, req.project));
-      return {};
+      const instance = await findInstance(em, caller, req.id, req.project);
+      // A hypervisor placement, or a node whose flow nobody has started, touched nothing: release at once.
+      const untouched =
+        instance.hostKind !== 'node' ||
+        (await em.nativeUpdate(
+          Instance,
+          { id: instance.id, state: 'scheduled', step: '', leaseOwner: null },
+          { flow: null },
+        )) === 1;
+      if (untouched) {
+        const before = await one(em, instance);
+        await placement.release(em, instance);
+        deps.bus.publish(instance.id, { kind: 'changed' });
+        return before;
+      }
+      // The conductor tears the node down; a deploy under way stops at its next step.
+      await em.nativeUpdate(
+        Instance,
+        { id: instance.id, state: { $ne: 'deleting' } },
+        { state: 'deleting', flow: 'delete', step: '', retries: 0, reason: '', wipeFull: req.fullWipe },
+      );
+      deps.bus.publish(instance.id, { kind: 'changed' });
+      deps.provisioner?.kick();
+      return one(em, await em.fork().findOneOrFail(Instance, { id: instance.id }));
+    },
+  };
+  const reboot: Method<pb.RebootInstanceRequest, pb.Instance> = {
+    access: MEMBERS_TOO,
+    async handle(req, { em, caller, signal }) {
+      const instance = await findInstance(em, caller, req.id, req.project);
+      if (instance.hostKind !== 'node' || instance.state !== 'active') {
+        throw new FailedPreconditionError(
+          'INSTANCE_NOT_ACTIVE',
+          `instance ${instance.name} is ${instance.state}${instance.hostKind === 'node' ? '' : ' on a hypervisor host'}; only ACTIVE bare-metal instances can be rebooted`,
+          { instance: instance.name, state: instance.state },
+        );
+      }
+      await deps.reboot(em, instance, req.hard, signal);
+      return one(em, instance);
+    },
+  };
+  const watch: ServerStreamMethod<pb.WatchInstanceRequest, pb.InstanceEvent> = {
+    access: MEMBERS_TOO,
+    stream: 'server',
+    async handle(req, { em, caller, signal }, send) {
+      const found = await findInstance(em, caller, req.id, req.project);
+      const pending: InstanceBusEvent[] = [];
+      let wake: (() => void) | undefined;
+      // Subscribe before reading, so that nothing in between is missed.
+      const unsubscribe = deps.bus.watch(found.id, (event) => {
+        pending.push(event);
+        wake?.();
+      });
+      const onAbort = () => wake?.();
+      signal.addEventListener('abort', onAbort);
+      deps.closing.addEventListener('abort', onAbort);
+      const read = () => em.fork().findOne(Instance, { id: found.id });
+      const ended = (i: Instance) => !req.untilDeleted && (i.state === 'active' || i.state === 'error');
+      try {
+        let last = await read();
+        if (!last) throw new NotFoundError('instance', req.id.trim());
+        let shown = await one(em.fork(), last);
+        await send({ instance: shown, progressOnly: false, deleted: false });
+        while (!ended(last)) {
+          if (pending.length === 0) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, WATCH_POLL_MS);
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+          }
+          if (signal.aborted) return;
+          if (deps.closing.aborted) throw new ControllerShuttingDownError();
+          const batch = pending.splice(0);
+          for (const event of batch) {
+            if (event.kind === 'progress') {
+              shown = { ...shown, progress: progressToProto(event.progress) };
+              await send({ instance: shown, progressOnly: true, deleted: false });
+            }
+          }
+          if (batch.length > 0 && batch.every((e) => e.kind === 'progress')) continue;
+          const fresh = await read();
+          if (!fresh) {
+            await send({ instance: shown, progressOnly: false, deleted: true });
+            return;
+          }
+          const next = await one(em.fork(), fresh);
+          if (changedBeyondProgress(shown, next)) {
+            await send({ instance: next, progressOnly: false, deleted: false });
+          } else if (next.progress && next.progress.bytesDone !== shown.progress?.bytesDone) {
+            // Progress recorded by the controller that serves the node's agent.
+            await send({ instance: next, progressOnly: true, deleted: false });
+          }
+          shown = next;
+          last = fresh;
+        }
+      } finally {
+        unsubscribe();
+        signal.removeEventListener('abort', onAbort);
+        deps.closing.removeEventListener('abort', onAbort);
+      }
     },
   };
   return {
@@ -120,5 +252,13 @@ export function instanceHandlers(placement: Placement): Record<string, Method<ne
     GetInstance: get,
     ListInstances: list,
     DeleteInstance: remove,
-  } as Record<string, Method<never, unknown>>;
+    RebootInstance: reboot,
+    WatchInstance: watch,
+  } as Handlers;
+}
+
+/** True when a watcher should hear of the change: anything but the update time and progress. */
+function changedBeyondProgress(a: pb.Instance, b: pb.Instance): boolean {
+  const strip = (i: pb.Instance) => JSON.stringify({ ...i, updateTime: undefined, progress: undefined });
+  return strip(a) !== strip(b);
 }

@@ -92,6 +92,7 @@ export function nodeToProto(n: Node): NodeMessage {
     networkError: n.networkError ?? '',
     networkTime: n.networkTime ?? undefined,
     netbootState: netbootStateToProto(n.netbootState),
+    rootDisk: n.rootDisk,
     netbootTime: n.netbootTime ?? undefined,
   };
 }

@@ -9,6 +9,7 @@ import {
 } from '../domain/agent-errors.ts';
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.ts';
 import { isId } from '../domain/formats.ts';
+import { DISK_HINT } from '../domain/inventory.ts';
 import { isDiskPath, isFinished, type TaskKind, type TaskSpecBody } from '../domain/tasks.ts';
 import { Violations } from '../domain/violations.ts';
 import { findImage } from '../images/images.ts';
@@ -21,8 +22,6 @@ import { progressToProto, recordedEventToProto, TASK_STATE_FROM_PB, taskToProto 
 
 /** How often a watcher re-reads the task, for changes made by other controllers. @default 1 s */
 const WATCH_POLL_MS = 1000;
-
-const DISK_HINT = 'must be a block device path such as /dev/sda';
 
 async function nodeNames(em: EntityManager, tasks: Task[]): Promise<Map<string, string>> {
   const nodes = await em.find(

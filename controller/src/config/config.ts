@@ -40,6 +40,27 @@ const SchedulerSettings = z
   })
   .strict();
 
+/** The provisioning conductor; set in the config file under `provisioning`. */
+const ProvisioningSettings = z
+  .object({
+    /**
+     * How long a powered-on node's agent has to take its task before the node is power-cycled (real
+     * servers spend minutes in POST and PXE). @default 600000 (10 min)
+     */
+    agentTimeoutMs: z.number().int().positive().default(600_000),
+    /** How long a deploy or wipe may go without progress before the node is power-cycled. @default 300000 */
+    stallTimeoutMs: z.number().int().positive().default(300_000),
+    /** Power cycles one flow may spend on retries before its instance goes to ERROR. @default 2 */
+    powerCycles: z.number().int().min(0).max(10).default(2),
+    /** How long a controller's hold on a flow lasts unrenewed; another controller takes over after. @default 30000 */
+    leaseMs: z.number().int().min(1000).default(30_000),
+    /** How often a controller looks for flows nobody drives. @default 2000 */
+    scanIntervalMs: z.number().int().min(100).default(2_000),
+  })
+  .strict();
+
+export type ProvisioningSettings = z.infer<typeof ProvisioningSettings>;
+
 /** Everything the controller can be told; flags beat environment beats file beats defaults. */
 const Settings = z
   .object({
@@ -66,6 +87,7 @@ const Settings = z
     scheduler: SchedulerSettings.default(SchedulerSettings.parse({})),
     /** DHCP and boot files for nodes being provisioned (drivers/netboot/netboot-config.ts). @default off */
     netboot: NetbootSettings.default(NetbootSettings.parse({})),
+    provisioning: ProvisioningSettings.default(ProvisioningSettings.parse({})),
   })
   .strict();
 

@@ -13,6 +13,7 @@ import {
   normalizeMac,
   parseHostPort,
 } from './formats.ts';
+import { isDiskPath } from './tasks.ts';
 
 /** The switch drivers an operator may choose. */
 export const SWITCH_DRIVERS = ['juniper', 'linux-bridge', 'noop'] as const;
@@ -56,6 +57,9 @@ export const SWITCH_FIELDS: readonly FieldSpec[] = [
   { name: 'driver_options', key: 'driverOptions', parse: stringMap },
 ];
 
+/** How a disk path must look, where one is given. */
+export const DISK_HINT = 'must be a block device path such as /dev/sda';
+
 export const NODE_FIELDS: readonly FieldSpec[] = [
   { name: 'name', key: 'name', parse: name },
   { name: 'ip', key: 'ip', required: true, parse: normalized(normalizeIp, IP_HINT) },
@@ -77,6 +81,11 @@ export const NODE_FIELDS: readonly FieldSpec[] = [
   { name: 'maintenance', key: 'maintenance', parse: bool },
   { name: 'maintenance_reason', key: 'maintenanceReason', parse: text(1024) },
   { name: 'bmc_options', key: 'bmcOptions', parse: parseBmcOptions },
+  {
+    name: 'root_disk',
+    key: 'rootDisk',
+    parse: normalized((s) => (isDiskPath(s) ? s : undefined), DISK_HINT),
+  },
 ];
 
 export const PROJECT_FIELDS: readonly FieldSpec[] = [

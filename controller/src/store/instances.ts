@@ -17,6 +17,10 @@ export interface BootInput {
   vcpus: number;
   ramMb: number;
   diskGb: number;
+  /** The project network a bare-metal instance goes on. */
+  networkId: string | null;
+  /** The resolved image, when `image` names one in the image store. */
+  imageId: string | null;
 }
 
 /** How many hypervisor hosts one boot tries before giving up on a stale view. */
@@ -45,6 +49,8 @@ export async function claimAndRecord(
         reason: '',
         hostKind,
         hostId,
+        // A bare-metal node is provisioned by the conductor; a hypervisor placement is only a claim.
+        flow: hostKind === 'node' ? 'deploy' : null,
       });
       await tx.flush();
       return { instance, claim: { hostKind, hostId, instanceId: id, ...pick(input) } };

@@ -104,6 +104,7 @@ export function inventoryResources(secrets: SecretBox): InventoryResources {
             provisionState: 'available',
             lastError: '',
             instanceId: null,
+            rootDisk: '/dev/sda',
             ...fields,
           };
       // The MAC is the node's identity: report it as the conflict even when the

@@ -4,7 +4,7 @@ import { ApiTokenSchema } from './api-token.ts';
 import { FlavorSchema } from './flavor.ts';
 import { HostSchema } from './host.ts';
 import { ImageSchema } from './image.ts';
-import { InstanceSchema } from './instance.ts';
+import { InstanceSchema, InstanceStepSchema } from './instance.ts';
 import { NetworkSchema } from './network.ts';
 import { NodeSchema } from './node.ts';
 import { ProjectSchema } from './project.ts';
@@ -22,6 +22,7 @@ export const ENTITIES = [
   AggregateMemberSchema,
   ApiTokenSchema,
   InstanceSchema,
+  InstanceStepSchema,
   NetworkSchema,
   ImageSchema,
   TaskSchema,

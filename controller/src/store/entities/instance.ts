@@ -1,4 +1,6 @@
 import { defineEntity, p } from '@mikro-orm/core';
+import type { FlowKind, StepState } from '../../domain/flows.ts';
+import { newId } from '../ids.ts';
 import { identity } from './common.ts';
 
 /** Where an instance is in its life; the provisioning flow adds the steps in between. */
@@ -28,9 +30,50 @@ export const InstanceSchema = defineEntity({
     vcpus: p.integer(),
     ramMb: p.integer(),
     diskGb: p.integer(),
+    /** The project network a bare-metal instance's port goes on. */
+    networkId: p.uuid().nullable(),
+    /** The flow running on the instance's node; null when none (ACTIVE, ERROR, hypervisor placements). */
+    flow: p.string().$type<FlowKind>().nullable().index('instance_flow_idx'),
+    /** The step running now, or the one that failed. */
+    step: p.string().default(''),
+    /** Power cycles spent on retries in the current flow. */
+    retries: p.integer().default(0),
+    /** The agent task the current step waits for. */
+    taskId: p.uuid().nullable(),
+    /** Delete: zero the whole disk. */
+    wipeFull: p.boolean().default(false),
+    /** The image a bare-metal instance is deployed with (`image` is the name or id the caller gave). */
+    imageId: p.uuid().nullable(),
+    /** The controller driving the flow, until `leaseExpiresAt`; another may take over after. */
+    leaseOwner: p.string().nullable(),
+    leaseExpiresAt: p.datetime().nullable(),
   },
   uniques: [{ name: 'instance_project_name_key', properties: ['projectId', 'name'] }],
 });
 
 export class Instance extends InstanceSchema.class {}
 InstanceSchema.setClass(Instance);
+
+/** One step of a flow, recorded when it starts and again when it ends. */
+export const InstanceStepSchema = defineEntity({
+  name: 'InstanceStep',
+  tableName: 'instance_step',
+  properties: {
+    id: p
+      .uuid()
+      .primary()
+      .onCreate(() => newId()),
+    instanceId: p.uuid().index('instance_step_instance_id_idx'),
+    flow: p.string().$type<FlowKind>(),
+    name: p.string(),
+    state: p.string().$type<StepState>(),
+    startTime: p.datetime(),
+    endTime: p.datetime().nullable(),
+    message: p.text(),
+    /** The controller that ran it. */
+    owner: p.string(),
+  },
+});
+
+export class InstanceStep extends InstanceStepSchema.class {}
+InstanceStepSchema.setClass(InstanceStep);

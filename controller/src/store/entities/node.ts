@@ -49,6 +49,8 @@ export const NodeSchema = defineEntity({
     /** Where the node is in netbooting (drivers/netboot/netboot.ts); null when it has no boot entry. */
     netbootState: p.string().$type<NetbootState>().nullable(),
     netbootTime: p.datetime().nullable(),
+    /** The block device instances are deployed to. */
+    rootDisk: p.string().default('/dev/sda'),
   },
   uniques: [{ name: 'node_switch_port_key', properties: ['switchId', 'switchPort'] }],
 });

@@ -3,6 +3,7 @@ import { Migration0002Power } from './0002-power.ts';
 import { Migration0003Instances } from './0003-instances.ts';
 import { Migration0004Network } from './0004-network.ts';
 import { Migration0005Agent } from './0005-agent.ts';
+import { Migration0006Provisioning } from './0006-provisioning.ts';
 
 /** Every migration, oldest first; applied at start on PGlite and PostgreSQL alike. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   { name: '0003-instances', class: Migration0003Instances },
   { name: '0004-network', class: Migration0004Network },
   { name: '0005-agent', class: Migration0005Agent },
+  { name: '0006-provisioning', class: Migration0006Provisioning },
 ];

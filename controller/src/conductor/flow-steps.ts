@@ -1,0 +1,367 @@
+import type { EntityManager } from '@mikro-orm/sql';
+import type { ProvisioningSettings } from '../config/config.ts';
+import { type FlowKind, RETRYABLE_TASK_ERRORS, type StepName } from '../domain/flows.ts';
+import { isFinished, type TaskKind, type TaskSpecBody } from '../domain/tasks.ts';
+import type { Netboot } from '../drivers/netboot/netboot.ts';
+import type { BootDevice } from '../drivers/power/power-driver.ts';
+import type { PowerManager } from '../drivers/power/power-manager.ts';
+import { type PowerNode, powerNodeOf } from '../drivers/power/registry.ts';
+import type { Logger } from '../log/logger.ts';
+import { AgentToken } from '../store/entities/agent.ts';
+import { Image } from '../store/entities/image.ts';
+import { Instance, InstanceStep } from '../store/entities/instance.ts';
+import { Node } from '../store/entities/node.ts';
+import { Task } from '../store/entities/task.ts';
+import type { Database } from '../store/orm.ts';
+import type { SecretBox } from '../store/secrets.ts';
+import type { AgentSessions } from './agent-sessions.ts';
+import type { InstanceBus } from './instance-bus.ts';
+import type { Placement } from './placement.ts';
+import type { PortFlipper } from './port-flips.ts';
+import { recordExpectedPowerState, recordPowerState } from './power-sync.ts';
+import type { TaskQueue } from './task-queue.ts';
+
+/** The agent token on a node's kernel command line lives this long; it is revoked once the flow is done. */
+const AGENT_TOKEN_TTL_MS = 24 * 3600_000;
+/** How often a waiting step looks at its task and instance when no event wakes it. */
+const WAIT_POLL_MS = 1_000;
+
+/** A step failed in a way an operator must act on; the message says how. */
+export class FlowError extends Error {}
+
+/** The instance's flow changed under a running step (a delete arrived during a deploy). */
+export class FlowChangedError extends Error {}
+
+export interface FlowStepsDeps {
+  db: Database;
+  log: Logger;
+  settings: ProvisioningSettings;
+  secrets: SecretBox;
+  power: PowerManager;
+  network: PortFlipper;
+  netboot: Netboot | undefined;
+  tasks: TaskQueue;
+  agents: AgentSessions;
+  placement: Placement;
+  bus: InstanceBus;
+}
+
+/** What a step works on. `instance` and `node` are as read just before the step started. */
+export interface StepContext {
+  instance: Instance;
+  node: Node;
+  flow: FlowKind;
+  signal: AbortSignal;
+  /** Notes a retry on the running step's record (its message). */
+  note(message: string): Promise<void>;
+}
+
+/**
+ * The steps of the deploy and delete flows. Each is idempotent: run again
+ * after a crash, it finds its work done or does it again harmlessly. A step
+ * returns a line for its record, throws FlowError with what an operator
+ * must do, or FlowChangedError when a delete replaced the flow it belongs to.
+ */
+export class FlowSteps {
+  readonly #d: FlowStepsDeps;
+
+  constructor(deps: FlowStepsDeps) {
+    this.#d = deps;
+  }
+
+  run(step: StepName, ctx: StepContext): Promise<string> {
+    switch (step) {
+      case 'service-network':
+        return this.#serviceNetwork(ctx);
+      case 'netboot':
+        return this.#netboot(ctx);
+      case 'deploy-task':
+        return this.#createTask(ctx, 'deploy');
+      case 'wipe-task':
+        return this.#createTask(ctx, 'wipe');
+      case 'power-on':
+        return this.#powerOn(ctx);
+      case 'deploying':
+      case 'wiping':
+        return this.#waitForTask(ctx);
+      case 'tenant-network':
+        return this.#tenantNetwork(ctx);
+      case 'boot-disk':
+        return this.#bootDisk(ctx);
+      case 'netboot-cleanup':
+        return this.#netbootCleanup(ctx);
+      case 'cancel-deploy':
+        return this.#cancelTasks(ctx);
+      case 'power-off':
+        return this.powerOff(ctx.node, ctx.signal);
+      case 'release':
+        return this.#release(ctx);
+    }
+  }
+
+  /** Cancels the node's unfinished tasks (best effort); how many. */
+  async cancelUnfinished(nodeId: string): Promise<number> {
+    const em = this.#d.db.fork();
+    const open = await em.find(Task, { nodeId, state: { $in: ['queued', 'running'] } });
+    for (const task of open) {
+      if (!task.cancelRequested) await this.#d.tasks.cancel(em, task);
+    }
+    return open.length;
+  }
+
+  async #serviceNetwork({ instance, node, flow }: StepContext): Promise<string> {
+    if (flow === 'deploy' && !instance.networkId) {
+      throw new FlowError(
+        'the instance has no project network; create one for the project (bmctl network create), then delete this instance and boot again',
+      );
+    }
+    if (!node.switchId) return 'the node has no switch port: network steps skipped';
+    const moved = await this.#d.network.moveToServiceNetwork(node.id);
+    return moved.changed
+      ? `port ${moved.switchPort} moved to ${moved.networkName}`
+      : `port ${moved.switchPort} already on ${moved.networkName}`;
+  }
+
+  async #netboot({ node }: StepContext): Promise<string> {
+    const netboot = this.#requireNetboot();
+    const { token } = await this.#d.agents.mintToken(this.#d.db.fork(), node.id, AGENT_TOKEN_TTL_MS);
+    await netboot.prepare({
+      nodeId: node.id,
+      nodeName: node.name,
+      mac: node.mac,
+      ip: node.ip,
+      agentToken: token,
+    });
+    return `DHCP entry and boot files for ${node.mac} (${node.ip})`;
+  }
+
+  async #createTask({ instance, node }: StepContext, kind: 'deploy' | 'wipe'): Promise<string> {
+    const em = this.#d.db.fork();
+    if (instance.taskId) {
+      const existing = await em.findOne(Task, { id: instance.taskId });
+      if (existing?.kind === kind && !isFinished(existing.state)) return `task ${existing.id} already queued`;
+    }
+    const task = await em.transactional(async (tx) => {
+      const spec = await this.#taskSpec(tx, instance, node, kind);
+      const created = await this.#d.tasks.create(tx, { nodeId: node.id, kind, ...spec });
+      await tx.nativeUpdate(Instance, { id: instance.id }, { taskId: created.id });
+      return created;
+    });
+    instance.taskId = task.id;
+    return `${kind} task ${task.id} queued for ${node.rootDisk}`;
+  }
+
+  async #taskSpec(
+    em: EntityManager,
+    instance: Instance,
+    node: Node,
+    kind: 'deploy' | 'wipe',
+  ): Promise<{ spec: TaskSpecBody; imageId?: string }> {
+    if (kind === 'wipe') return { spec: { wipe: { disk: node.rootDisk, full: instance.wipeFull } } };
+    const image = instance.imageId ? await em.findOne(Image, { id: instance.imageId }) : null;
+    if (image?.status !== 'active') {
+      throw new FlowError(
+        `image ${instance.image} is ${image ? image.status : 'gone'}; upload it again, then delete this instance and boot again`,
+      );
+    }
+    return {
+      spec: { deploy: { image: image.id, disk: node.rootDisk, sha256: image.sha256 } },
+      imageId: image.id,
+    };
+  }
+
+  async #powerOn({ node, signal }: StepContext): Promise<string> {
+    await this.#power(node, 'pxe', 'reset', signal);
+    return 'boot device pxe, power reset';
+  }
+
+  async #bootDisk({ node, signal }: StepContext): Promise<string> {
+    await this.#power(node, 'disk', 'reset', signal);
+    return 'boot device disk, power reset';
+  }
+
+  /** Powers the node off and records it; also used to leave a failed node safe. */
+  async powerOff(node: Node, signal: AbortSignal): Promise<string> {
+    const target = this.#powerNode(node);
+    const em = this.#d.db.fork();
+    await recordExpectedPowerState(em, node.id, 'off');
+    const change = await this.#d.power.setPower(target, 'off', { signal });
+    await recordPowerState(em, node.id, change.state, new Date());
+    return change.sent.length > 0 ? 'powered off' : 'already off';
+  }
+
+  /** Sets the boot device, then power; the node's expected and observed power are recorded. */
+  async #power(node: Node, device: BootDevice, command: 'reset', signal: AbortSignal): Promise<void> {
+    const target = this.#powerNode(node);
+    const em = this.#d.db.fork();
+    await this.#d.power.setBootDevice(target, device, { persistent: false, uefi: false, signal });
+    await recordExpectedPowerState(em, node.id, 'on');
+    const change = await this.#d.power.setPower(target, command, { signal });
+    await recordPowerState(em, node.id, change.state, new Date());
+  }
+
+  #powerNode(node: Node): PowerNode {
+    return powerNodeOf(node, this.#d.secrets);
+  }
+
+  /**
+   * Waits for the instance's task to succeed. The agent not taking it in
+   * time, no progress for too long, or a failure a new attempt may cure
+   * cost a power cycle each, up to the configured number; then FlowError.
+   */
+  async #waitForTask(ctx: StepContext): Promise<string> {
+    const { instance, node, signal } = ctx;
+    const s = this.#d.settings;
+    let since = Date.now();
+    let forwarded: (() => void) | undefined;
+    let forwardedTask = '';
+    let wake: (() => void) | undefined;
+    try {
+      for (;;) {
+        signal.throwIfAborted();
+        const em = this.#d.db.fork();
+        const current = await em.findOne(
+          Instance,
+          { id: instance.id },
+          { fields: ['flow', 'taskId', 'retries'] },
+        );
+        if (current?.flow !== ctx.flow) throw new FlowChangedError();
+        const task = current.taskId ? await em.findOne(Task, { id: current.taskId }) : null;
+        if (!task) throw new FlowError('the flow lost its agent task; delete the instance and try again');
+        if (forwardedTask !== task.id) {
+          // Progress reports reach watchers of the instance as they arrive.
+          forwarded?.();
+          forwardedTask = task.id;
+          forwarded = this.#d.tasks.bus.watchTask(task.id, (event) => {
+            if (event.kind === 'progress') this.#d.bus.publish(instance.id, event);
+            wake?.();
+          });
+        }
+        const now = Date.now();
+        let trouble: string | undefined;
+        let newTask = false;
+        if (task.state === 'succeeded') {
+          const out = task.outcome;
+          return task.kind === 'deploy'
+            ? `image written: ${out?.bytesWritten ?? 0} bytes, sha256 ${out?.sha256 ?? ''}`
+            : `disk ${node.rootDisk} wiped${instance.wipeFull ? ' (every byte)' : ''}`;
+        }
+        if (task.state === 'failed' || task.state === 'cancelled') {
+          const err = task.error;
+          const told = `the agent's ${task.kind} failed: ${err?.reason ?? 'UNKNOWN'}: ${err?.message ?? ''}`;
+          if (!err || !RETRYABLE_TASK_ERRORS.has(err.reason)) throw new FlowError(told);
+          trouble = told;
+          newTask = true;
+        } else if (task.state === 'queued' && now - since > s.agentTimeoutMs) {
+          const got = await this.#netbootState(em, node.id);
+          trouble = `the agent did not call in within ${Math.round(s.agentTimeoutMs / 1000)} s of the power-on (netboot: ${got})`;
+        } else if (task.state === 'running') {
+          const last = Math.max(since, task.updatedAt.getTime());
+          if (now - last > s.stallTimeoutMs) {
+            const done = task.progress?.bytesDone ?? 0;
+            trouble = `no progress for ${Math.round(s.stallTimeoutMs / 1000)} s (at ${done} bytes)`;
+          }
+        }
+        if (trouble) {
+          await this.#retry(ctx, current.retries, trouble, newTask ? task.kind : undefined);
+          since = Date.now();
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, WAIT_POLL_MS);
+          signal.addEventListener('abort', done, { once: true });
+          wake = done;
+        });
+      }
+    } finally {
+      forwarded?.();
+    }
+  }
+
+  /** One power cycle more, or FlowError when the flow has spent them all. */
+  async #retry(
+    ctx: StepContext,
+    retries: number,
+    trouble: string,
+    newTask: TaskKind | undefined,
+  ): Promise<void> {
+    const allowed = this.#d.settings.powerCycles;
+    if (retries >= allowed) {
+      throw new FlowError(
+        `${trouble}; gave up after ${allowed} power cycle${allowed === 1 ? '' : 's'}. Check the node's console and BMC, then delete the instance`,
+      );
+    }
+    const { instance, node } = ctx;
+    this.#d.log.warn(
+      { instance: instance.id, node: node.name, retry: retries + 1, trouble },
+      'power-cycling the node',
+    );
+    const em = this.#d.db.fork();
+    await em.transactional(async (tx) => {
+      const updates: Partial<Instance> = { retries: retries + 1 };
+      if (newTask) {
+        const spec = await this.#taskSpec(tx, instance, node, newTask === 'deploy' ? 'deploy' : 'wipe');
+        updates.taskId = (await this.#d.tasks.create(tx, { nodeId: node.id, kind: newTask, ...spec })).id;
+      }
+      await tx.nativeUpdate(Instance, { id: instance.id }, updates);
+    });
+    await ctx.note(`power cycle ${retries + 1} of ${allowed}: ${trouble}`);
+    await this.#power(node, 'pxe', 'reset', ctx.signal);
+  }
+
+  async #netbootState(em: EntityManager, nodeId: string): Promise<string> {
+    const row = (
+      await em.execute<{ netboot_state: string | null }[]>('select netboot_state from node where id = ?', [
+        nodeId,
+      ])
+    )[0];
+    return row?.netboot_state
+      ? ({
+          pending: 'no DHCP request seen',
+          leased: 'DHCP lease taken, boot configuration never fetched',
+          fetched: 'boot configuration fetched, the agent never connected',
+        }[row.netboot_state] ?? row.netboot_state)
+      : 'no entry';
+  }
+
+  async #tenantNetwork({ instance, node }: StepContext): Promise<string> {
+    if (!node.switchId) return 'the node has no switch port: network steps skipped';
+    const moved = await this.#d.network.setNodeNetwork(node.id, instance.networkId ?? '');
+    return `port ${moved.switchPort} ${moved.changed ? 'moved to' : 'already on'} ${moved.networkName}`;
+  }
+
+  async #netbootCleanup({ node }: StepContext): Promise<string> {
+    await this.#requireNetboot().remove({ nodeId: node.id, mac: node.mac });
+    // The token was on the kernel command line, readable on the service network: revoke it.
+    await this.#d.db.fork().nativeDelete(AgentToken, { nodeId: node.id });
+    return 'DHCP entry and boot files removed, agent token revoked';
+  }
+
+  async #cancelTasks({ node }: StepContext): Promise<string> {
+    const cancelled = await this.cancelUnfinished(node.id);
+    return cancelled > 0 ? `${cancelled} unfinished task(s) cancelled` : 'nothing to cancel';
+  }
+
+  async #release({ instance, node }: StepContext): Promise<string> {
+    const em = this.#d.db.fork();
+    await em.nativeUpdate(Node, { id: node.id }, { provisionState: 'available', lastError: '' });
+    await em.nativeDelete(InstanceStep, { instanceId: instance.id });
+    await this.#d.placement.release(em, instance);
+    return 'node available';
+  }
+
+  #requireNetboot(): Netboot {
+    if (!this.#d.netboot) {
+      throw new FlowError(
+        'netboot is off on this controller; configure netboot (see the README), then retry',
+      );
+    }
+    return this.#d.netboot;
+  }
+}
