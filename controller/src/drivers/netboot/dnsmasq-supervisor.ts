@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../log/logger.ts';
 import { NetbootError } from './netboot-errors.ts';
 
@@ -44,7 +46,41 @@ export class DnsmasqSupervisor extends EventEmitter<{ line: [string]; restarted:
   /** Starts dnsmasq; resolves once it serves, rejects with its own message if it refuses the config. */
   async start(): Promise<void> {
     this.#stopping = false;
+    await this.#stopLeftover();
     await this.#spawn();
+  }
+
+  /** `<conf>.pid`: the running child's PID, so that a controller that was killed finds its dnsmasq again. */
+  get #pidFile(): string {
+    return `${this.#o.confFile}.pid`;
+  }
+
+  /**
+   * A controller killed without its shutdown leaves its dnsmasq running (it ignores the broken log
+   * pipe), holding the DHCP and TFTP ports. It is stopped, by the PID this supervisor recorded and
+   * only if that process still is a dnsmasq on this configuration.
+   */
+  async #stopLeftover(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.#pidFile, 'utf8').trim());
+    } catch {
+      return;
+    }
+    const ours = () => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv.includes(`--conf-file=${this.#o.confFile}`);
+      } catch {
+        return false;
+      }
+    };
+    if (!Number.isInteger(pid) || pid <= 0 || !ours()) return;
+    this.#o.log.warn({ pid }, 'stopping the dnsmasq a previous run of this controller left running');
+    process.kill(pid, 'SIGTERM');
+    for (let waited = 0; ours() && waited < 5_000; waited += 50) await sleep(50);
+    if (ours()) process.kill(pid, 'SIGKILL');
+    while (ours()) await sleep(50);
   }
 
   /** Sends SIGHUP (re-read host entries) and resolves once dnsmasq logged reading `marker`. */
@@ -90,6 +126,7 @@ export class DnsmasqSupervisor extends EventEmitter<{ line: [string]; restarted:
     const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
     await exited;
     clearTimeout(timer);
+    rmSync(this.#pidFile, { force: true });
   }
 
   #spawn(): Promise<void> {
@@ -105,6 +142,8 @@ export class DnsmasqSupervisor extends EventEmitter<{ line: [string]; restarted:
       : [this.#o.binary, args];
     const child = spawn(bin, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#child = child;
+    // `ip netns exec` execs dnsmasq: the PID stays the same.
+    if (child.pid !== undefined) writeFileSync(this.#pidFile, `${child.pid}\n`);
     const log = this.#o.log.child({ component: 'dnsmasq', pid: child.pid });
     const recent: string[] = [];
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {

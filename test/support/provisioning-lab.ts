@@ -1,0 +1,242 @@
+/**
+ * A virtual data centre with a controller process serving it, enrolled and
+ * ready to boot instances: the lab's switch (Linux bridges in a namespace),
+ * service and project networks, nodes with their BMCs and disks, a project,
+ * a flavor and a lab image. The controller runs as operators run it (its own
+ * process, managed dnsmasq in the lab's switch namespace), so that tests can
+ * SIGKILL and restart it. Everything is stopped by PID and removed in `stop()`.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { DiskFormat, ImageVisibility } from '../../build/gen/ingot/v1/image.ts';
+import * as instancePb from '../../build/gen/ingot/v1/instance.ts';
+import * as networkPb from '../../build/gen/ingot/v1/network.ts';
+import { type BuiltLabImage, buildLabImage } from '../../tools/lab/lab-image.ts';
+import { startVirtualLab, type VirtualLab } from '../../tools/lab/virtual-lab.ts';
+import { ensureAgentBinary, imageApi, uploadImage } from './agent.ts';
+import { createPgDatabase, decodeError, InventoryApi, instanceApi, ServiceApi } from './controller.ts';
+import { type ControllerProcess, ProcessTracker } from './process.ts';
+
+export const PROJECT = 'acme';
+export const FLAVOR = 'bm.lab';
+export const PROJECT_NETWORK = 'acme-net';
+export const IMAGE = 'lab-image';
+/** Node size as enrolled; the flavor asks for exactly this. */
+const NODE_SIZE = { cpus: 2, ramMb: 2048, diskGb: 1 };
+
+export interface ProvisioningLabOptions {
+  count: number;
+  backend?: 'pglite' | 'postgres';
+  /** The controller's `provisioning` settings (short timeouts for fault tests). */
+  provisioning?: Record<string, number>;
+  /** @default 16 */
+  imageMiB?: number;
+  /** Project bridges in the lab; the first is the project network. @default ['br-proj'] */
+  projectBridges?: string[];
+}
+
+export interface ProvisioningLab {
+  lab: VirtualLab;
+  /** The controller process now serving (replaced by `restartController`). */
+  controller: ControllerProcess;
+  /** gRPC address for clients on this machine. */
+  address: string;
+  token: string;
+  /** The controller's netboot directory (`hosts/` holds the DHCP host entries). */
+  netbootDir: string;
+  image: BuiltLabImage & { id: string };
+  inventory: InventoryApi;
+  instances: ServiceApi<typeof instancePb.InstanceServiceService>;
+  networks: ServiceApi<typeof networkPb.NetworkServiceService>;
+  /** SIGKILL, as a crash or an OOM kill does; leaves everything else running. */
+  killController(): Promise<void>;
+  /** Starts the controller again on the same data directory, database and ports. */
+  restartController(): Promise<ControllerProcess>;
+  /** Boots an instance of the lab image on the project network. */
+  boot(name: string): Promise<instancePb.Instance>;
+  /** Follows WatchInstance until the stream ends; returns every event. */
+  watch(id: string, opts?: { untilDeleted?: boolean }): Promise<instancePb.InstanceEvent[]>;
+  stop(): Promise<void>;
+}
+
+export async function startProvisioningLab(opts: ProvisioningLabOptions): Promise<ProvisioningLab> {
+  const agentBinary = await ensureAgentBinary();
+  const projectBridges = opts.projectBridges ?? ['br-proj'];
+  const lab = await startVirtualLab({ count: opts.count, agentBinary, projectNetworks: projectBridges });
+  const tracker = new ProcessTracker();
+  const work = mkdtempSync(join(tmpdir(), 'ingot-prov-'));
+  // dnsmasq drops to nobody and must reach the netboot directory inside.
+  chmodSync(work, 0o755);
+  const clients: { close(): void }[] = [];
+  const stop = async () => {
+    for (const c of clients) c.close();
+    await tracker.killAll();
+    await lab.stop();
+    rmSync(work, { recursive: true, force: true });
+  };
+  try {
+    const [grpcPort, httpPort] = [await freeTcpPort(), await freeTcpPort()];
+    const database = opts.backend === 'postgres' ? await createPgDatabase() : '';
+    const configFile = join(work, 'controller.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        dataDir: join(work, 'data'),
+        database,
+        grpcListen: `0.0.0.0:${grpcPort}`,
+        httpListen: `0.0.0.0:${httpPort}`,
+        httpAdvertiseUrl: `http://${lab.hostAddress}:${httpPort}`,
+        agentBinary,
+        logLevel: 'debug',
+        netboot: {
+          mode: 'managed',
+          dir: join(work, 'netboot'),
+          interface: lab.serviceBridge,
+          netns: lab.switchNs,
+          subnet: lab.serviceSubnet,
+        },
+        provisioning: { scanIntervalMs: 500, ...opts.provisioning },
+      }),
+    );
+    const start = async () => {
+      const started = tracker.spawn(['--config', configFile]);
+      await started.serving();
+      return started;
+    };
+    let controller = await start();
+    const address = `127.0.0.1:${grpcPort}`;
+    const token = (await readFile(join(work, 'data', 'admin.token'), 'utf8')).trim();
+    const inventory = new InventoryApi(address, token);
+    const instances = instanceApi(address, token);
+    const networks = new ServiceApi(networkPb.NetworkServiceService, networkPb, address, token);
+    clients.push(inventory, instances, networks);
+
+    await inventory.call('createProject', { project: { name: PROJECT } });
+    await inventory.call('createFlavor', { flavor: { name: FLAVOR, vcpus: NODE_SIZE.cpus, ...NODE_SIZE } });
+    await inventory.call('createSwitch', {
+      switch: {
+        name: 'lab-switch',
+        address: 'localhost',
+        driver: 'linux-bridge',
+        driverOptions: { transport: 'local', netns: lab.switchNs },
+      },
+    });
+    await networks.call('createNetwork', {
+      network: {
+        name: 'service',
+        kind: networkPb.NetworkKind.NETWORK_KIND_SERVICE,
+        vlanId: 10,
+        bridge: lab.serviceBridge,
+      },
+    });
+    for (const [i, bridge] of projectBridges.entries()) {
+      await networks.call('createNetwork', {
+        network: {
+          name: i === 0 ? PROJECT_NETWORK : `${PROJECT_NETWORK}-${i}`,
+          projectId: PROJECT,
+          vlanId: 20 + i,
+          bridge,
+        },
+      });
+    }
+    for (const node of lab.nodes) {
+      await inventory.call('createNode', {
+        node: {
+          name: node.name,
+          ip: node.serviceIp,
+          mac: node.mac,
+          ...NODE_SIZE,
+          bmcAddress: node.bmc.address,
+          bmcUsername: node.bmc.username,
+          bmcPassword: node.bmc.password,
+          powerDriver: 'ipmitool',
+          switchId: 'lab-switch',
+          switchPort: node.switchPort,
+          rootDisk: node.disk,
+        },
+      });
+    }
+    const built = await buildLabImage(join(work, 'image.raw'), {
+      sizeMiB: opts.imageMiB ?? 16,
+      marker: 'ingot-lab-os',
+    });
+    const images = imageApi(address, token);
+    clients.push(images);
+    const created = await images.call('createImage', {
+      image: { name: IMAGE, diskFormat: DiskFormat.DISK_FORMAT_RAW, visibility: ImageVisibility.IMAGE_VISIBILITY_PUBLIC },
+    });
+    await uploadImage(address, token, { id: created.id }, await readFile(built.path));
+    const image = { ...built, id: created.id };
+
+    return {
+      lab,
+      get controller() {
+        return controller;
+      },
+      address,
+      token,
+      netbootDir: join(work, 'netboot'),
+      image,
+      inventory,
+      instances,
+      networks,
+      async killController() {
+        await controller.kill();
+      },
+      async restartController() {
+        controller = await start();
+        return controller;
+      },
+      boot: (name) =>
+        instances.call('createInstance', {
+          name,
+          request: { project: PROJECT, flavor: FLAVOR, image: IMAGE, hints: { compute_type: 'bare_metal' } },
+          network: PROJECT_NETWORK,
+        }),
+      watch: (id, o = {}) => watchInstance(address, token, id, o.untilDeleted ?? false),
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** WatchInstance to its end: every event. Rejects with a CallError. */
+export async function watchInstance(
+  address: string,
+  token: string,
+  id: string,
+  untilDeleted: boolean,
+): Promise<instancePb.InstanceEvent[]> {
+  const client = new instancePb.InstanceServiceClient(address, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  const events: instancePb.InstanceEvent[] = [];
+  try {
+    for await (const event of client.watchInstance({ id, project: '', untilDeleted }, md)) {
+      events.push(event as instancePb.InstanceEvent);
+    }
+  } catch (err) {
+    throw decodeError(err as grpc.ServiceError);
+  } finally {
+    client.close();
+  }
+  return events;
+}
+
+/** A TCP port nobody had bound a moment ago (the controller restarts on the same ones). */
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '0.0.0.0', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
