@@ -27,6 +27,13 @@ export interface BmctlIo {
   cwd?: string;
   /** Whether stderr is a terminal (progress bars are drawn only there). @default false */
   stderrIsTty?: boolean;
+  /** Whether stdout is a terminal (watch displays redraw in place there, else append lines). @default false */
+  stdoutIsTty?: boolean;
+  /** Terminal widths, so redrawn lines are cut rather than wrapped. @default unlimited */
+  stdoutColumns?: number;
+  stderrColumns?: number;
+  /** The clock of live displays. @default Date.now */
+  now?: () => number;
 }
 
 interface GlobalOptions {
@@ -62,7 +69,9 @@ export async function runBmctl(argv: string[], io: BmctlIo): Promise<number> {
       endpoint = settings.endpoint;
       return settings;
     },
-    progress: { write: io.stderr, tty: io.stderrIsTty ?? false },
+    progress: { write: io.stderr, tty: io.stderrIsTty ?? false, columns: io.stderrColumns },
+    stdout: { write: io.stdout, tty: io.stdoutIsTty ?? false, columns: io.stdoutColumns },
+    now: io.now ?? Date.now,
   };
   for (const register of [
     registerSwitchCommands,

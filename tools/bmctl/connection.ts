@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import {
   type CallOptions,
   type Client,
+  type ClientReadableStream,
   type ClientUnaryCall,
   credentials,
   Metadata,
@@ -77,9 +78,25 @@ type UnaryMethod<Req, Res> = (
   callback: (err: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
 
-/** Names of one generated client's RPCs in its camelCase, e.g. `getSwitch`. */
+/** A grpc-js client method in its server-streaming (request, metadata, options) form. */
+type StreamMethod<Req, Res> = (
+  request: Req,
+  metadata?: Metadata,
+  options?: Partial<CallOptions>,
+) => ClientReadableStream<Res>;
+
+/** Names of one generated client's unary RPCs in its camelCase, e.g. `getSwitch`. */
 type RpcOf<C> = {
-  [K in keyof C]: C[K] extends UnaryMethod<never, unknown> ? K : never;
+  [K in keyof C]: C[K] extends StreamMethod<never, unknown>
+    ? never
+    : C[K] extends UnaryMethod<never, unknown>
+      ? K
+      : never;
+}[keyof C];
+
+/** Names of one generated client's server-streaming RPCs, e.g. `watchInstance`. */
+type StreamRpcOf<C> = {
+  [K in keyof C]: C[K] extends StreamMethod<never, unknown> ? K : never;
 }[keyof C];
 
 /** Names of InventoryService's RPCs, e.g. `getSwitch`. */
@@ -100,6 +117,12 @@ export type RequestOf<K extends ControllerRpc> =
   Clients[K] extends UnaryMethod<infer Req, unknown> ? Req : never;
 export type ResponseOf<K extends ControllerRpc> =
   Clients[K] extends UnaryMethod<never, infer Res> ? Res : never;
+/** Every server-streaming RPC bmctl makes, e.g. `watchInstance`. */
+export type ControllerStreamRpc = StreamRpcOf<InstanceServiceClient>;
+export type StreamRequestOf<K extends ControllerStreamRpc> =
+  Clients[K] extends StreamMethod<infer Req, unknown> ? Req : never;
+export type StreamResponseOf<K extends ControllerStreamRpc> =
+  Clients[K] extends StreamMethod<never, infer Res> ? Res : never;
 
 /** The controller's services (inventory, instances, scheduler) as promises; close it when done. */
 export interface Inventory {
@@ -113,6 +136,15 @@ export interface Inventory {
     request: RequestOf<K>,
     opts?: { timeoutMs?: number },
   ): Promise<ResponseOf<K>>;
+  /**
+   * Opens a server stream with the bearer token and no deadline (watches last as long as what they
+   * follow); the messages as they come, until the controller ends the stream. A failed call throws the
+   * ServiceError from the loop; leaving the loop early cancels the call.
+   */
+  stream<K extends ControllerStreamRpc>(
+    rpc: K,
+    request: StreamRequestOf<K>,
+  ): AsyncIterable<StreamResponseOf<K>>;
   close(): void;
 }
 
@@ -125,7 +157,7 @@ export function openInventory(settings: ConnectionSettings): Inventory {
   const scheduler = new SchedulerServiceClient(settings.endpoint, insecure, shared);
   const power = new PowerServiceClient(settings.endpoint, insecure, shared);
   const network = new NetworkServiceClient(settings.endpoint, insecure, shared);
-  const clientFor = (rpc: ControllerRpc): Client =>
+  const clientFor = (rpc: ControllerRpc | ControllerStreamRpc): Client =>
     rpc in InstanceServiceService
       ? instances
       : rpc in SchedulerServiceService
@@ -135,11 +167,15 @@ export function openInventory(settings: ConnectionSettings): Inventory {
           : rpc in NetworkServiceService
             ? network
             : inventory;
+  const authorization = () => {
+    const metadata = new Metadata();
+    if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);
+    return metadata;
+  };
   return {
     endpoint: settings.endpoint,
     call(rpc, request, opts = {}) {
-      const metadata = new Metadata();
-      if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);
+      const metadata = authorization();
       const client = clientFor(rpc);
       const method = (client as unknown as Record<string, unknown>)[rpc] as UnaryMethod<
         typeof request,
@@ -154,6 +190,19 @@ export function openInventory(settings: ConnectionSettings): Inventory {
           (err, response) => (err ? reject(err) : resolvePromise(response)),
         );
       });
+    },
+    async *stream(rpc, request) {
+      const client = clientFor(rpc);
+      const method = (client as unknown as Record<string, unknown>)[rpc] as StreamMethod<
+        typeof request,
+        StreamResponseOf<typeof rpc>
+      >;
+      const call = method.call(client, request, authorization(), {});
+      try {
+        for await (const message of call as AsyncIterable<StreamResponseOf<typeof rpc>>) yield message;
+      } finally {
+        call.cancel();
+      }
     },
     close() {
       // The channel is shared: closing it once ends every client's calls.

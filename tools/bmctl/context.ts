@@ -11,6 +11,10 @@ export interface CommandContext {
   secrets: SecretSource;
   /** Connection settings from the global flags, for commands that open their own clients (streams). */
   connection(): Promise<ConnectionSettings>;
-  /** Progress for people, e.g. an upload's bar: stderr, and whether it is a terminal. */
-  progress: { write: (text: string) => void; tty: boolean };
+  /** Progress for people, e.g. an upload's bar: stderr, whether it is a terminal, and its width. */
+  progress: { write: (text: string) => void; tty: boolean; columns?: number | undefined };
+  /** Live displays that are a command's output (watches): stdout, whether it is a terminal, and its width. */
+  stdout: { write: (text: string) => void; tty: boolean; columns?: number | undefined };
+  /** Milliseconds since the epoch: timestamps of live displays and durations of running steps. */
+  now(): number;
 }

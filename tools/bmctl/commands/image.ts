@@ -19,6 +19,7 @@ import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
 import { BmctlError, UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View } from '../output.ts';
+import { renderBar } from '../progress.ts';
 import { AgentServices, formatBytes, parseDuration } from '../services.ts';
 
 const FORMATS = {
@@ -113,11 +114,9 @@ export class ProgressBar {
     if (!this.#tty || (!force && now - this.#drawn < 100)) return;
     this.#drawn = now;
     const fraction = this.#total > 0 ? Math.min(1, done / this.#total) : 0;
-    const width = 30;
-    const filled = Math.round(fraction * width);
     const rate = done / Math.max(0.001, (now - this.#started) / 1000);
     this.#write(
-      `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ` +
+      `\r${renderBar(fraction, 30)} ${String(Math.round(fraction * 100)).padStart(3)}%  ` +
         `${formatBytes(done)} / ${formatBytes(this.#total)}  ${formatBytes(rate)}/s `,
     );
   }

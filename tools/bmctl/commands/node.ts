@@ -71,6 +71,7 @@ export function nodeView(switchNames: ReadonlyMap<string, string> = new Map()): 
       ['cpus', String(n.cpus)],
       ['ram_mb', String(n.ramMb)],
       ['disk_gb', String(n.diskGb)],
+      ['root_disk', n.rootDisk],
       ['bmc_address', n.bmcAddress],
       ['bmc_username', n.bmcUsername],
       ['has_bmc_password', yesNo(n.hasBmcPassword)],
@@ -245,6 +246,7 @@ export interface NodeAddOptions extends BmcOptionFlags {
   bmcPasswordFile?: string;
   switch?: string;
   switchPort?: string;
+  rootDisk?: string;
 }
 
 /**
@@ -282,6 +284,7 @@ export async function nodeAddRequest(
       switchId: eitherOf(switchId, opts.switch, { argument: '<switchid>', flag: '--switch' }),
       switchPort: eitherOf(switchPort, opts.switchPort, { argument: '<switchport>', flag: '--switch-port' }),
       bmcOptions: bmcOptionsFromFlags(opts),
+      rootDisk: opts.rootDisk,
     },
   });
 }
@@ -303,6 +306,17 @@ export function nodeListRequest(
     provisionState: opts.state,
     maintenance: opts.maintenance === undefined ? undefined : opts.maintenance === 'true',
   });
+}
+
+/** `bmctl node update` flags; each one given is set, the others are left alone. */
+export interface NodeUpdateOptions {
+  rootDisk?: string;
+}
+
+/** UpdateNode with a field mask of the settings given; UsageError when none is. */
+export function nodeUpdateRequest(id: string, opts: NodeUpdateOptions): UpdateNodeRequest {
+  if (opts.rootDisk === undefined) throw new UsageError('give at least one setting, e.g. --root-disk');
+  return UpdateNodeRequest.fromPartial({ node: { id, rootDisk: opts.rootDisk }, updateMask: ['root_disk'] });
 }
 
 /** UpdateNode that sets only the maintenance flag and reason; `off` clears the reason. */
@@ -363,7 +377,8 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
       'read the BMC password from this file (`-`: stdin) instead of <ipmipass>',
     )
     .option('--switch <switch>', 'instead of <switchid>')
-    .option('--switch-port <port>', 'instead of <switchport>');
+    .option('--switch-port <port>', 'instead of <switchport>')
+    .option('--root-disk <path>', 'block device instances are deployed to (default /dev/sda)');
   addBmcOptionFlags(add).action(async (...params: unknown[]) => {
     const request = await nodeAddRequest(
       params.slice(0, 10) as NodeAddArguments,
@@ -413,6 +428,20 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
       const inventory = await ctx.inventory();
       await inventory.call('deleteNode', { id });
       ctx.printer().done(`node ${id} deleted`);
+    });
+
+  noun
+    .command('update')
+    .description(
+      'Change a node’s settings; those not given keep their value (see also maintenance, bmc-options)',
+    )
+    .argument('<id>', 'id or name')
+    .option('--root-disk <path>', 'block device instances are deployed to, e.g. /dev/nvme0n1')
+    .action(async (id: string, opts: NodeUpdateOptions) => {
+      const request = nodeUpdateRequest(id, opts);
+      const inventory = await ctx.inventory();
+      const node = await inventory.call('updateNode', request);
+      ctx.printer().one(node, await viewFor());
     });
 
   noun

@@ -3,7 +3,6 @@ import {
   type Task,
   type TaskEvent,
   type TaskKind,
-  type TaskProgress,
   TaskState,
   taskKindToJSON,
   taskStateToJSON,
@@ -12,7 +11,11 @@ import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
 import { BmctlError, EXIT_FAILURE, UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View } from '../output.ts';
-import { AgentServices, formatBytes } from '../services.ts';
+import { describeProgress } from '../progress.ts';
+import { AgentServices } from '../services.ts';
+
+// Shared with `instance watch` since it moved to progress.ts; callers of this module keep importing it here.
+export { describeProgress };
 
 const KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const;
 type Kind = (typeof KINDS)[number];
@@ -24,26 +27,6 @@ const finished = (s: TaskState) =>
   s === TaskState.TASK_STATE_SUCCEEDED ||
   s === TaskState.TASK_STATE_FAILED ||
   s === TaskState.TASK_STATE_CANCELLED;
-
-/** `writing 512.0 MiB / 2.0 GiB (25%) 610.3 MiB/s ETA 3s`. */
-export function describeProgress(p: TaskProgress | undefined): string {
-  if (!p) return '';
-  const parts = [p.phase];
-  if (p.bytesTotal > 0) {
-    parts.push(
-      `${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor((100 * p.bytesDone) / p.bytesTotal)}%)`,
-    );
-  } else if (p.bytesDone > 0) {
-    parts.push(formatBytes(p.bytesDone));
-  }
-  if (p.rateBytesPerSecond > 0) {
-    parts.push(`${formatBytes(p.rateBytesPerSecond)}/s`);
-    if (p.bytesTotal > p.bytesDone)
-      parts.push(`ETA ${Math.ceil((p.bytesTotal - p.bytesDone) / p.rateBytesPerSecond)}s`);
-  }
-  if (p.message) parts.push(`— ${p.message}`);
-  return parts.join(' ');
-}
 
 function target(t: Task): string {
   const { spec } = t;
