@@ -52,6 +52,10 @@ export interface TestController {
   /** Every JSON log line the controller wrote. */
   logs: string[];
   db: Database;
+  /** The controller's netboot handle (prepare/remove/waitForBootFile); undefined when netboot is off. */
+  netboot: RunningController['netboot'];
+  /** Moves nodes' switch ports between networks (setNodeNetwork). */
+  network: RunningController['network'];
   stop(): Promise<void>;
 }
 
@@ -96,6 +100,8 @@ export async function startTestController(
     token: readFileSync(join(dataDir, 'admin.token'), 'utf8').trim(),
     logs,
     db: running.db,
+    netboot: running.netboot,
+    network: running.network,
     stop: () => running.stop(),
   };
 }
