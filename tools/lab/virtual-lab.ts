@@ -49,7 +49,7 @@ export const SERVICE_BRIDGE = 'br-svc';
 /** The switch namespace's end of the veth to the host. */
 const UPLINK = 'uplink';
 /** Subnet blocks (one /24 for the service network, one per project network) taken by live labs. */
-const CLAIMS_DIR = '/run/ingot-lab/subnets';
+export const CLAIMS_DIR = '/run/ingot-lab/subnets';
 /** Each lab takes 8 consecutive /24s: the service network and up to 7 project networks. */
 const BLOCK = 8;
 const MAX_NODES = 200;
