@@ -238,10 +238,17 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
   }
 }
 
-/** Lets calls in flight finish, cutting them after the grace period. */
+/**
+ * Lets calls in flight finish, cutting them after the grace period. A stream whose peer vanished
+ * (a node that rebooted after its port moved away) never finishes closing, and grpc-js then never
+ * calls back: the forced shutdown ends the wait by itself.
+ */
 function drainGrpc(server: grpc.Server): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, SHUTDOWN_GRACE_MS);
     server.tryShutdown(() => {
       clearTimeout(timer);
       resolve();

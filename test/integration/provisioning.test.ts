@@ -121,4 +121,13 @@ describe('provisioning on virtual bare-metal nodes', () => {
     },
     SLOW_MS,
   );
+
+  it(
+    'stops on SIGTERM after its flows, although the agents it served vanished without closing their streams',
+    async () => {
+      expect(await p.controller.terminate(60_000)).toEqual({ code: 0, signal: null });
+      expect(p.controller.logs().at(-1)?.msg).toBe('controller stopped');
+    },
+    SLOW_MS,
+  );
 });

@@ -7,10 +7,10 @@
  * SIGKILL and restart it. Everything is stopped by PID and removed in `stop()`.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { DiskFormat, ImageVisibility } from '../../build/gen/ingot/v1/image.ts';
 import * as instancePb from '../../build/gen/ingot/v1/instance.ts';
@@ -35,6 +35,8 @@ export interface ProvisioningLabOptions {
   provisioning?: Record<string, number>;
   /** @default 16 */
   imageMiB?: number;
+  /** Each node's disk. @default 64 */
+  diskMiB?: number;
   /** Project bridges in the lab; the first is the project network. @default ['br-proj'] */
   projectBridges?: string[];
 }
@@ -56,17 +58,30 @@ export interface ProvisioningLab {
   killController(): Promise<void>;
   /** Starts the controller again on the same data directory, database and ports. */
   restartController(): Promise<ControllerProcess>;
-  /** Boots an instance of the lab image on the project network. */
-  boot(name: string): Promise<instancePb.Instance>;
-  /** Follows WatchInstance until the stream ends; returns every event. */
-  watch(id: string, opts?: { untilDeleted?: boolean }): Promise<instancePb.InstanceEvent[]>;
+  /** Boots an instance of the lab image (or `image`) on the project network. */
+  boot(name: string, opts?: { image?: string }): Promise<instancePb.Instance>;
+  /** Builds a lab image of `sizeMiB` and uploads it as `name`. */
+  addImage(name: string, sizeMiB: number): Promise<BuiltLabImage & { id: string }>;
+  /**
+   * Follows WatchInstance until the stream ends; returns every event (`onEvent` sees each as it
+   * comes). An instance already gone is one `deleted` event.
+   */
+  watch(
+    id: string,
+    opts?: { untilDeleted?: boolean; onEvent?: (e: instancePb.InstanceEvent) => void },
+  ): Promise<instancePb.InstanceEvent[]>;
   stop(): Promise<void>;
 }
 
 export async function startProvisioningLab(opts: ProvisioningLabOptions): Promise<ProvisioningLab> {
   const agentBinary = await ensureAgentBinary();
   const projectBridges = opts.projectBridges ?? ['br-proj'];
-  const lab = await startVirtualLab({ count: opts.count, agentBinary, projectNetworks: projectBridges });
+  const lab = await startVirtualLab({
+    count: opts.count,
+    agentBinary,
+    projectNetworks: projectBridges,
+    ...(opts.diskMiB ? { diskMiB: opts.diskMiB } : {}),
+  });
   const tracker = new ProcessTracker();
   const work = mkdtempSync(join(tmpdir(), 'ingot-prov-'));
   // dnsmasq drops to nobody and must reach the netboot directory inside.
@@ -160,17 +175,21 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
         },
       });
     }
-    const built = await buildLabImage(join(work, 'image.raw'), {
-      sizeMiB: opts.imageMiB ?? 16,
-      marker: 'ingot-lab-os',
-    });
     const images = imageApi(address, token);
     clients.push(images);
-    const created = await images.call('createImage', {
-      image: { name: IMAGE, diskFormat: DiskFormat.DISK_FORMAT_RAW, visibility: ImageVisibility.IMAGE_VISIBILITY_PUBLIC },
-    });
-    await uploadImage(address, token, { id: created.id }, await readFile(built.path));
-    const image = { ...built, id: created.id };
+    const addImage = async (name: string, sizeMiB: number) => {
+      const built = await buildLabImage(join(work, `${name}.raw`), { sizeMiB, marker: 'ingot-lab-os' });
+      const created = await images.call('createImage', {
+        image: {
+          name,
+          diskFormat: DiskFormat.DISK_FORMAT_RAW,
+          visibility: ImageVisibility.IMAGE_VISIBILITY_PUBLIC,
+        },
+      });
+      await uploadImage(address, token, { id: created.id }, await readFile(built.path));
+      return { ...built, id: created.id };
+    };
+    const image = await addImage(IMAGE, opts.imageMiB ?? 16);
 
     return {
       lab,
@@ -191,13 +210,19 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
         controller = await start();
         return controller;
       },
-      boot: (name) =>
+      addImage,
+      boot: (name, o = {}) =>
         instances.call('createInstance', {
           name,
-          request: { project: PROJECT, flavor: FLAVOR, image: IMAGE, hints: { compute_type: 'bare_metal' } },
+          request: {
+            project: PROJECT,
+            flavor: FLAVOR,
+            image: o.image ?? IMAGE,
+            hints: { compute_type: 'bare_metal' },
+          },
           network: PROJECT_NETWORK,
         }),
-      watch: (id, o = {}) => watchInstance(address, token, id, o.untilDeleted ?? false),
+      watch: (id, o = {}) => watchInstance(address, token, id, o),
       stop,
     };
   } catch (err) {
@@ -211,18 +236,23 @@ export async function watchInstance(
   address: string,
   token: string,
   id: string,
-  untilDeleted: boolean,
+  opts: { untilDeleted?: boolean; onEvent?: (e: instancePb.InstanceEvent) => void },
 ): Promise<instancePb.InstanceEvent[]> {
   const client = new instancePb.InstanceServiceClient(address, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set('authorization', `Bearer ${token}`);
   const events: instancePb.InstanceEvent[] = [];
   try {
-    for await (const event of client.watchInstance({ id, project: '', untilDeleted }, md)) {
+    const call = client.watchInstance({ id, project: '', untilDeleted: opts.untilDeleted ?? false }, md);
+    for await (const event of call) {
       events.push(event as instancePb.InstanceEvent);
+      opts.onEvent?.(event as instancePb.InstanceEvent);
     }
   } catch (err) {
-    throw decodeError(err as grpc.ServiceError);
+    const failure = decodeError(err as grpc.ServiceError);
+    if (failure.code === grpc.status.NOT_FOUND && opts.untilDeleted)
+      return [{ instance: undefined, deleted: true, progressOnly: false }];
+    throw failure;
   } finally {
     client.close();
   }

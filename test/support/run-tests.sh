@@ -79,6 +79,8 @@ cleanup() {
   fi
   stop_pg
   remove_netns
+  # Loop devices of virtual labs a killed test left attached (tools/lab/virtual-lab.ts lists them).
+  if [[ -n $TMP_ROOT ]]; then "$REPO_ROOT/test/support/sweep-loop-devices.sh" "$TMP_ROOT/loop"; fi
   debs_cleanup
   if [[ -n $TMP_ROOT ]]; then rm -rf "$TMP_ROOT"; fi
   if [[ -z $SUMMARY ]]; then

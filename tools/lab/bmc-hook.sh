@@ -27,7 +27,8 @@ power_on() {
 }
 
 power_off() {
-  if pid=$(node_pid); then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
+  # The node's whole process group; dash's builtin kill cannot signal a group, procps' kill can.
+  if pid=$(node_pid); then env kill -s KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
   rm -f "$dir/node.pid"
 }
 

@@ -1,0 +1,179 @@
+/**
+ * The provisioning flows when things go wrong, on virtual nodes with a real
+ * controller process on PostgreSQL: the controller SIGKILLed at every step
+ * of a deploy and of a delete, an agent killed in the middle of writing, a
+ * BMC that stopped answering, and a switch that refuses the port move.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InstanceState } from '../../build/gen/ingot/v1/instance.ts';
+import { NetbootState, ProvisionState } from '../../build/gen/ingot/v1/inventory.ts';
+import { DELETE_STEPS, DEPLOY_STEPS } from '../../controller/src/domain/flows.ts';
+import { deviceDigest } from '../../tools/lab/lab-image.ts';
+import type { VirtualNode } from '../../tools/lab/virtual-lab.ts';
+import { eventually } from '../support/agent.ts';
+import { PROJECT, type ProvisioningLab, startProvisioningLab } from '../support/provisioning-lab.ts';
+
+const SLOW_MS = 600_000;
+
+describe('provisioning faults', () => {
+  let p: ProvisioningLab;
+
+  beforeAll(async () => {
+    p = await startProvisioningLab({
+      count: 2,
+      backend: 'postgres',
+      diskMiB: 256,
+      provisioning: { agentTimeoutMs: 30_000, stallTimeoutMs: 6_000, powerCycles: 2, leaseMs: 3_000 },
+    });
+  }, SLOW_MS);
+
+  afterAll(async () => {
+    await p?.stop();
+  }, SLOW_MS);
+
+  const nodeOf = (name: string): VirtualNode => {
+    const node = p.lab.nodes.find((n) => n.name === name);
+    if (!node) throw new Error(`no lab node ${name}`);
+    return node;
+  };
+  const finalOf = async (id: string, untilDeleted = false) => (await p.watch(id, { untilDeleted })).at(-1);
+  /** The first `step started` log line for this instance and step, from the controller running now. */
+  const stepStarted = (instance: string, step: string) =>
+    eventually(`step ${step} of ${instance}`, () =>
+      p.controller.logs().find((l) => l.msg === 'step started' && l.instance === instance && l.step === step),
+    );
+
+  it(
+    'resumes a deploy and a delete after the controller is SIGKILLed at each step in turn',
+    async () => {
+      const rounds = Math.max(DEPLOY_STEPS.length, DELETE_STEPS.length);
+      for (let k = 0; k < rounds; k++) {
+        const deployStep = DEPLOY_STEPS[k];
+        const deleteStep = DELETE_STEPS[k];
+        const created = await p.boot(`crash-${k}`);
+        if (deployStep) {
+          await stepStarted(created.id, deployStep);
+          await p.killController();
+          await p.restartController();
+        }
+        const deployed = await finalOf(created.id);
+        expect(deployed?.instance?.reason, `deploy killed at ${deployStep}`).toBe('');
+        expect(deployed?.instance?.state).toBe(InstanceState.INSTANCE_STATE_ACTIVE);
+        const node = nodeOf(deployed?.instance?.hostName ?? '');
+        expect(await deviceDigest(node.disk, p.image.sizeBytes)).toBe(p.image.sha256);
+
+        await p.instances.call('deleteInstance', { id: created.id });
+        if (deleteStep) {
+          await stepStarted(created.id, deleteStep);
+          await p.killController();
+          await p.restartController();
+        }
+        expect((await finalOf(created.id, true))?.deleted, `delete killed at ${deleteStep}`).toBe(true);
+        const freed = await p.inventory.call('getNode', { id: node.name });
+        expect(freed.provisionState).toBe(ProvisionState.PROVISION_STATE_AVAILABLE);
+        expect(freed.netbootState).toBe(NetbootState.NETBOOT_STATE_UNSPECIFIED);
+      }
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'power-cycles a node whose agent was killed in the middle of the deploy, and the deploy completes',
+    async () => {
+      // Big enough that the write takes a while.
+      const big = await p.addImage('big-image', 192);
+      const created = await p.boot('agent-dies', { image: 'big-image' });
+      const node = nodeOf(created.hostName);
+      // Stop the agent at its first report of bytes written, then kill it: the write is cut for sure.
+      let agentPid: number | undefined;
+      const watching = p.watch(created.id, {
+        onEvent: (e) => {
+          const done = e.instance?.progress?.bytesDone ?? 0;
+          if (agentPid === undefined && e.progressOnly && done > 0 && done < big.sizeBytes) {
+            agentPid = agentOf(p, node);
+            if (agentPid) process.kill(agentPid, 'SIGSTOP');
+          }
+        },
+      });
+      await eventually('the agent stopped mid-write', () => agentPid);
+      process.kill(agentPid as number, 'SIGKILL');
+      const final = (await watching).at(-1)?.instance;
+      expect(final?.reason).toBe('');
+      expect(final?.state).toBe(InstanceState.INSTANCE_STATE_ACTIVE);
+      expect(final?.retries).toBe(1);
+      const deploying = final?.steps.find((s) => s.name === 'deploying');
+      expect(deploying?.message).toContain('image written');
+      expect(await deviceDigest(node.disk, big.sizeBytes)).toBe(big.sha256);
+      await p.instances.call('deleteInstance', { id: created.id });
+      expect((await finalOf(created.id, true))?.deleted).toBe(true);
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'puts the instance in ERROR when the BMC does not answer, with the node left safe; delete cleans up later',
+    async () => {
+      for (const node of p.lab.nodes) node.bmc.pause();
+      let created: Awaited<ReturnType<ProvisioningLab['boot']>>;
+      try {
+        created = await p.boot('bmc-down');
+        const final = (await finalOf(created.id))?.instance;
+        expect(final?.state).toBe(InstanceState.INSTANCE_STATE_ERROR);
+        expect(final?.step).toBe('power-on');
+        expect(final?.reason).toMatch(/^power-on: .*BMC/);
+        const node = await p.inventory.call('getNode', { id: created.hostName });
+        expect(node.provisionState).toBe(ProvisionState.PROVISION_STATE_DEPLOY_FAILED);
+        expect(node.lastError).toBe(final?.reason);
+        // Safe: no netboot entry, port on the service network.
+        expect(node.netbootState).toBe(NetbootState.NETBOOT_STATE_UNSPECIFIED);
+        const service = await p.networks.call('getNetwork', { id: 'service' });
+        expect(node.networkId).toBe(service.id);
+      } finally {
+        for (const node of p.lab.nodes) node.bmc.resume();
+      }
+      await p.instances.call('deleteInstance', { id: created.id });
+      expect((await finalOf(created.id, true))?.deleted).toBe(true);
+      const node = await p.inventory.call('getNode', { id: created.hostName });
+      expect(node.provisionState).toBe(ProvisionState.PROVISION_STATE_AVAILABLE);
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'puts the instance in ERROR when the switch refuses the move to the project network, the port unchanged',
+    async () => {
+      await p.networks.call('createNetwork', {
+        network: { name: 'acme-broken', projectId: PROJECT, vlanId: 99, bridge: 'br-missing' },
+      });
+      const created = await p.instances.call('createInstance', {
+        name: 'switch-refuses',
+        request: {
+          project: PROJECT,
+          flavor: 'bm.lab',
+          image: 'lab-image',
+          hints: { compute_type: 'bare_metal' },
+        },
+        network: 'acme-broken',
+      });
+      const final = (await finalOf(created.id))?.instance;
+      expect(final?.state).toBe(InstanceState.INSTANCE_STATE_ERROR);
+      expect(final?.step).toBe('tenant-network');
+      expect(final?.reason).toContain('br-missing');
+      const node = nodeOf(created.hostName);
+      const port = await p.lab.netns.exec(p.lab.switchNs, ['ip', '-o', 'link', 'show', node.switchPort]);
+      expect(port.stdout).toContain('master br-svc');
+      const enrolled = await p.inventory.call('getNode', { id: node.name });
+      expect(enrolled.netbootState).toBe(NetbootState.NETBOOT_STATE_UNSPECIFIED);
+      expect(node.bmc.nodePid()).toBeUndefined();
+      await p.instances.call('deleteInstance', { id: created.id });
+      expect((await finalOf(created.id, true))?.deleted).toBe(true);
+    },
+    SLOW_MS,
+  );
+});
+
+/** The agent the virtual node runs now: the PID its log gave when it started it. */
+function agentOf(p: ProvisioningLab, node: VirtualNode): number | undefined {
+  const started = [...p.lab.nodeLog(node).matchAll(/agent started \(pid (\d+)\)/g)].at(-1);
+  return started ? Number(started[1]) : undefined;
+}
