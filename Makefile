@@ -69,3 +69,7 @@ bench-network: proto ## Network: 50-port VLAN flip batched vs one commit per por
 .PHONY: bench-scheduler
 bench-scheduler: proto ## Scheduler: 11,000 hosts in a throwaway PostgreSQL; p50/p99 in-process and over gRPC, boots/s
 	@bench/scheduler/run.sh
+
+.PHONY: bench-provision
+bench-provision: proto agent ## Provisioning (root): 1, 10, 50 virtual nodes booted at once to ACTIVE; wall time, per-step p50/max, RAM, CPU in a throwaway PostgreSQL (BENCH_ARGS='--sizes 1,10 --backend pglite')
+	@bench/provision/run.sh $(BENCH_ARGS)
