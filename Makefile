@@ -37,7 +37,7 @@ check: proto ## Type-check and lint
 test: proto ## Run the whole suite (starts a throwaway PostgreSQL; installs Debian packages when root)
 	test/support/run-tests.sh
 
-demo: proto ## Start a controller on the embedded database, register a sample inventory and show it
+demo: proto agent ## (root) A lab of virtual bare-metal nodes: register, boot three instances to ACTIVE, delete one, tear down
 	tools/demo/demo.sh
 
 ci: ## Exactly what CI runs
