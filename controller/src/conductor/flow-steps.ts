@@ -213,6 +213,8 @@ export class FlowSteps {
     const { instance, node, signal } = ctx;
     const s = this.#d.settings;
     let since = Date.now();
+    /** Why this wait power-cycled the node, for the step's record. */
+    const cycles: string[] = [];
     let forwarded: (() => void) | undefined;
     let forwardedTask = '';
     let wake: (() => void) | undefined;
@@ -242,9 +244,11 @@ export class FlowSteps {
         let newTask = false;
         if (task.state === 'succeeded') {
           const out = task.outcome;
-          return task.kind === 'deploy'
-            ? `image written: ${out?.bytesWritten ?? 0} bytes, sha256 ${out?.sha256 ?? ''}`
-            : `disk ${node.rootDisk} wiped${instance.wipeFull ? ' (every byte)' : ''}`;
+          const done =
+            task.kind === 'deploy'
+              ? `image written: ${out?.bytesWritten ?? 0} bytes, sha256 ${out?.sha256 ?? ''}`
+              : `disk ${node.rootDisk} wiped${instance.wipeFull ? ' (every byte)' : ''}`;
+          return cycles.length > 0 ? `${done}; after power cycles for: ${cycles.join('; ')}` : done;
         }
         if (task.state === 'failed' || task.state === 'cancelled') {
           const err = task.error;
@@ -264,6 +268,7 @@ export class FlowSteps {
         }
         if (trouble) {
           await this.#retry(ctx, current.retries, trouble, newTask ? task.kind : undefined);
+          cycles.push(trouble);
           since = Date.now();
           continue;
         }

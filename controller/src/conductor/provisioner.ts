@@ -262,7 +262,7 @@ export class Provisioner {
       const done = await tx.nativeUpdate(
         Instance,
         { id: instance.id, flow, step },
-        { state: 'active', flow: null, step: '', retries: 0, taskId: null, reason: '' },
+        { state: 'active', flow: null, step: '', taskId: null, reason: '' },
       );
       if (done === 1)
         await tx.nativeUpdate(Node, { id: node.id }, { provisionState: 'active', lastError: '' });
