@@ -231,12 +231,13 @@ export class FlowSteps {
         const task = current.taskId ? await em.findOne(Task, { id: current.taskId }) : null;
         if (!task) throw new FlowError('the flow lost its agent task; delete the instance and try again');
         if (forwardedTask !== task.id) {
-          // Progress reports reach watchers of the instance as they arrive.
           forwarded?.();
           forwardedTask = task.id;
+          // Progress reports reach watchers of the instance as they arrive; only a change of the
+          // task's state wakes this wait (reading the database on every report would load it for nothing).
           forwarded = this.#d.tasks.bus.watchTask(task.id, (event) => {
             if (event.kind === 'progress') this.#d.bus.publish(instance.id, event);
-            wake?.();
+            else wake?.();
           });
         }
         const now = Date.now();
