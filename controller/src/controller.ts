@@ -99,7 +99,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       config.httpAdvertiseUrl.replace(/\/+$/, '') ||
       `http://${urlHost(authority, config.httpListen)}:${boundHttpPort}`;
     const bus = new TaskBus();
-    const imageStore = new ImageStore(join(config.dataDir, 'images'));
+    const imageStore = new ImageStore(config.imageDir);
     const signer = new UrlSigner(secrets.derive('image-url-signing'));
     const tasks = new TaskQueue({ db, bus, signer, log });
     const agents = new AgentSessions({ db, queue: tasks, httpBase });
@@ -196,7 +196,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       });
       provisioner.start();
     } else {
-      log.warn(
+      log.info(
         'netboot is off: bare-metal instances are scheduled but not provisioned until it is configured',
       );
     }

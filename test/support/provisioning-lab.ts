@@ -6,6 +6,8 @@
  * process, managed dnsmasq in the lab's switch namespace), so that tests can
  * SIGKILL and restart it. Everything is stopped by PID and removed in `stop()`.
  */
+
+import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -56,6 +58,11 @@ export interface ProvisioningLab {
   networks: ServiceApi<typeof networkPb.NetworkServiceService>;
   /** SIGKILL, as a crash or an OOM kill does; leaves everything else running. */
   killController(): Promise<void>;
+  /**
+   * Starts another controller on the same PostgreSQL database and netboot directory (external
+   * mode: the first controller's dnsmasq serves DHCP), as a second controller for high availability.
+   */
+  startPeer(): Promise<{ process: ControllerProcess; address: string }>;
   /** Starts the controller again on the same data directory, database and ports. */
   restartController(): Promise<ControllerProcess>;
   /** Boots an instance of the lab image (or `image`) on the project network. */
@@ -94,36 +101,44 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
     rmSync(work, { recursive: true, force: true });
   };
   try {
-    const [grpcPort, httpPort] = [await freeTcpPort(), await freeTcpPort()];
     const database = opts.backend === 'postgres' ? await createPgDatabase() : '';
-    const configFile = join(work, 'controller.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        dataDir: join(work, 'data'),
-        database,
-        grpcListen: `0.0.0.0:${grpcPort}`,
-        httpListen: `0.0.0.0:${httpPort}`,
-        httpAdvertiseUrl: `http://${lab.hostAddress}:${httpPort}`,
-        agentBinary,
-        logLevel: 'debug',
-        netboot: {
-          mode: 'managed',
-          dir: join(work, 'netboot'),
-          interface: lab.serviceBridge,
-          netns: lab.switchNs,
-          subnet: lab.serviceSubnet,
-        },
-        provisioning: { scanIntervalMs: 500, ...opts.provisioning },
-      }),
-    );
-    const start = async () => {
-      const started = tracker.spawn(['--config', configFile]);
+    const netbootDir = join(work, 'netboot');
+    /** A controller's config file: the first runs dnsmasq; peers share its netboot directory. */
+    const configure = async (name: string, netboot: Record<string, unknown>) => {
+      const [grpcPort, httpPort] = [await freeTcpPort(), await freeTcpPort()];
+      const file = join(work, `${name}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          dataDir: join(work, name),
+          // Controllers sharing a database share the key that seals BMC and switch passwords.
+          secretKeyFile: join(work, 'secret.key'),
+          // …and the image store.
+          imageDir: join(work, 'images'),
+          database,
+          grpcListen: `0.0.0.0:${grpcPort}`,
+          httpListen: `0.0.0.0:${httpPort}`,
+          httpAdvertiseUrl: `http://${lab.hostAddress}:${httpPort}`,
+          agentBinary,
+          logLevel: 'debug',
+          netboot: { dir: netbootDir, subnet: lab.serviceSubnet, ...netboot },
+          provisioning: { scanIntervalMs: 500, ...opts.provisioning },
+        }),
+      );
+      return { file, address: `127.0.0.1:${grpcPort}` };
+    };
+    const first = await configure('data', {
+      mode: 'managed',
+      interface: lab.serviceBridge,
+      netns: lab.switchNs,
+    });
+    const start = async (file = first.file) => {
+      const started = tracker.spawn(['--config', file]);
       await started.serving();
       return started;
     };
     let controller = await start();
-    const address = `127.0.0.1:${grpcPort}`;
+    const address = first.address;
     const token = (await readFile(join(work, 'data', 'admin.token'), 'utf8')).trim();
     const inventory = new InventoryApi(address, token);
     const instances = instanceApi(address, token);
@@ -198,7 +213,17 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
       },
       address,
       token,
-      netbootDir: join(work, 'netboot'),
+      netbootDir,
+      async startPeer() {
+        if (!database) throw new Error('peers need a shared PostgreSQL database: backend postgres');
+        // An operator's dnsmasq as far as the peer knows: the first controller's, told to reload by PID.
+        const peer = await configure(`peer-${randomUUID().slice(0, 8)}`, {
+          mode: 'external',
+          reloadCommand: ['sh', '-c', `kill -HUP "$(cat ${netbootDir}/dnsmasq.conf.pid)"`],
+        });
+        const started = await start(peer.file);
+        return { process: started, address: peer.address };
+      },
       image,
       inventory,
       instances,

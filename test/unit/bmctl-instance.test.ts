@@ -725,6 +725,7 @@ describe('instance watch, delete --wait, reboot, show', () => {
     steps: [
       {
         flow: 'deploy',
+        controller: 'controller-a',
         name: 'service-network',
         state: 'done',
         startTime: at('08:39:10'),
@@ -733,6 +734,7 @@ describe('instance watch, delete --wait, reboot, show', () => {
       },
       {
         flow: 'deploy',
+        controller: 'controller-a',
         name: 'power-on',
         state: 'done',
         startTime: at('08:39:12'),
@@ -741,6 +743,7 @@ describe('instance watch, delete --wait, reboot, show', () => {
       },
       {
         flow: 'deploy',
+        controller: 'controller-a',
         name: 'deploying',
         state: 'running',
         startTime: at('08:41:30'),

@@ -41,6 +41,7 @@ describe('defaults', () => {
       database: '',
       dataDir,
       secretKeyFile: join(dataDir, 'secret.key'),
+      imageDir: join(dataDir, 'images'),
       httpAdvertiseUrl: '',
       agentBinary: '',
       logLevel: 'info',
@@ -139,6 +140,7 @@ describe('precedence', () => {
       INGOT_DATABASE: 'postgres://ingot@db/ingot',
       INGOT_DATA_DIR: '/srv/ingot',
       INGOT_SECRET_KEY_FILE: '/etc/ingot/secret.key',
+      INGOT_IMAGE_DIR: '/mnt/images',
       INGOT_LOG_LEVEL: 'debug',
     });
     expect(config).toMatchObject({
@@ -146,6 +148,7 @@ describe('precedence', () => {
       httpListen: '[::]:8080',
       dataDir: '/srv/ingot',
       secretKeyFile: '/etc/ingot/secret.key',
+      imageDir: '/mnt/images',
       logLevel: 'debug',
       databaseLocation: { kind: 'postgres', url: 'postgres://ingot@db/ingot' },
     });

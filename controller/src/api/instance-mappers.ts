@@ -84,5 +84,6 @@ function stepToProto(s: InstanceStep): pb.InstanceStep {
     startTime: s.startTime,
     endTime: s.endTime ?? undefined,
     message: s.message,
+    controller: s.owner,
   };
 }

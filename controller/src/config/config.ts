@@ -80,6 +80,11 @@ const Settings = z
      * gRPC>:<HTTP port>
      */
     httpAdvertiseUrl: z.union([z.url({ protocol: /^https?$/ }), z.literal('')]).default(''),
+    /**
+     * Where uploaded images are kept. Controllers sharing a database must share it too (a network
+     * filesystem): any of them may hand an agent a download URL. @default <dataDir>/images
+     */
+    imageDir: z.string().default(''),
     /** The agent executable served at `/agent/ingot-agent`. @default <repository>/build/ingot-agent (`make agent`) */
     agentBinary: z.string().default(''),
     /** pino level. @default info */
@@ -97,6 +102,7 @@ export type Settings = z.infer<typeof Settings>;
 export interface ControllerConfig extends Settings {
   dataDir: string;
   secretKeyFile: string;
+  imageDir: string;
   databaseLocation: DatabaseLocation;
 }
 
@@ -109,6 +115,7 @@ const FLAGS = {
   'log-level': 'logLevel',
   'http-advertise-url': 'httpAdvertiseUrl',
   'agent-binary': 'agentBinary',
+  'image-dir': 'imageDir',
 } as const;
 
 export class ConfigError extends Error {}
@@ -151,6 +158,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerCo
     ...settings,
     dataDir,
     secretKeyFile: settings.secretKeyFile ? resolve(settings.secretKeyFile) : join(dataDir, 'secret.key'),
+    imageDir: settings.imageDir ? resolve(settings.imageDir) : join(dataDir, 'images'),
     databaseLocation: database
       ? { kind: 'postgres', url: database }
       : { kind: 'pglite', dir: join(dataDir, 'db') },
