@@ -35,22 +35,12 @@
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { type Instance, InstanceState } from '../../build/gen/ingot/v1/instance.ts';
+import { DEPLOY_STEPS } from '../../controller/src/domain/flows.ts';
 import type { CallError } from '../../test/support/controller.ts';
 import { type ProvisioningLab, startProvisioningLab } from '../../test/support/provisioning-lab.ts';
 import { HttpProbe, type ProbeReport } from './http-probe.ts';
 import { type ProcessKind, type ResourceReport, ResourceSampler } from './resource-sampler.ts';
 
-/** The deploy flow's steps, in order (proto/ingot/v1/instance.proto, InstanceStep.name). */
-const DEPLOY_STEPS = [
-  'service-network',
-  'netboot',
-  'deploy-task',
-  'power-on',
-  'deploying',
-  'tenant-network',
-  'boot-disk',
-  'netboot-cleanup',
-] as const;
 /** A tenant retries a boot refused because concurrent boots took every candidate; this many times. */
 const CREATE_ATTEMPTS = 5;
 /** A safety net, not an expectation: a wave still running after this fails the run. */

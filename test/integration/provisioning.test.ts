@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceState } from '../../build/gen/ingot/v1/instance.ts';
 import { NetbootState, ProvisionState } from '../../build/gen/ingot/v1/inventory.ts';
+import { DEPLOY_STEPS } from '../../controller/src/domain/flows.ts';
 import { deviceDigest, readLabImage } from '../../tools/lab/lab-image.ts';
 import type { Probe } from '../../tools/lab/virtual-lab.ts';
 import { eventually } from '../support/agent.ts';
@@ -54,18 +55,7 @@ describe('provisioning on virtual bare-metal nodes', () => {
         const steps = new Set(events.map((e) => e.instance?.step).filter(Boolean));
         expect(steps.has('deploying')).toBe(true);
         expect(events.some((e) => e.progressOnly && (e.instance?.progress?.bytesDone ?? 0) > 0)).toBe(true);
-        expect(last?.steps.map((s) => [s.name, s.state])).toEqual(
-          [
-            'service-network',
-            'netboot',
-            'deploy-task',
-            'power-on',
-            'deploying',
-            'tenant-network',
-            'boot-disk',
-            'netboot-cleanup',
-          ].map((name) => [name, 'done']),
-        );
+        expect(last?.steps.map((s) => [s.name, s.state])).toEqual(DEPLOY_STEPS.map((name) => [name, 'done']));
       }
       const hosts = created.map((i) => i.hostName);
       expect(new Set(hosts).size).toBe(3);

@@ -8,7 +8,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import * as networkPb from '../../build/gen/ingot/v1/network.ts';
 import * as powerPb from '../../build/gen/ingot/v1/power.ts';
 import { TaskState } from '../../build/gen/ingot/v1/task.ts';
 import { type BuiltLabImage, buildLabImage, deviceDigest } from '../../tools/lab/lab-image.ts';
+import { isLive } from '../../tools/lab/processes.ts';
 import { startVirtualLab, type VirtualLab, type VirtualNode } from '../../tools/lab/virtual-lab.ts';
 import {
   agentApi,
@@ -35,6 +35,7 @@ import {
   startTestController,
   type TestController,
 } from '../support/controller.ts';
+import { enrollLab, freeTcpPort, PROJECT_NETWORK } from '../support/provisioning-lab.ts';
 
 const { BootDevice, PowerAction } = powerPb;
 const IMAGE_MIB = 16;
@@ -108,46 +109,8 @@ describe('virtual bare-metal lab with the real controller', () => {
     power = new ServiceApi(powerPb.PowerServiceService, powerPb, ctl.address, ctl.token);
     networks = new ServiceApi(networkPb.NetworkServiceService, networkPb, ctl.address, ctl.token);
 
-    await inventory.call('createSwitch', {
-      switch: {
-        name: 'lab-switch',
-        address: 'localhost',
-        driver: 'linux-bridge',
-        driverOptions: { transport: 'local', netns: lab.switchNs },
-      },
-    });
-    await networks.call('createNetwork', {
-      network: {
-        name: 'service',
-        kind: networkPb.NetworkKind.NETWORK_KIND_SERVICE,
-        vlanId: 10,
-        bridge: lab.serviceBridge,
-      },
-    });
-    await inventory.call('createProject', { project: { name: 'tenant' } });
-    await networks.call('createNetwork', {
-      network: { name: 'tenant-net', projectId: 'tenant', vlanId: 20, bridge: 'br-proj' },
-    });
-    for (const n of lab.nodes) {
-      const created = await inventory.call('createNode', {
-        node: {
-          name: n.name,
-          ip: n.serviceIp,
-          mac: n.mac,
-          cpus: 1,
-          ramMb: 512,
-          diskGb: 1,
-          bmcAddress: n.bmc.address,
-          bmcUsername: n.bmc.username,
-          bmcPassword: n.bmc.password,
-          powerDriver: 'ipmitool',
-          switchId: 'lab-switch',
-          switchPort: n.switchPort,
-          rootDisk: n.disk,
-        },
-      });
-      nodeIds.set(n.name, created.id);
-    }
+    await enrollLab(lab, inventory, networks);
+    for (const n of await inventory.call('listNodes', {}).then((r) => r.nodes)) nodeIds.set(n.name, n.id);
     image = await buildLabImage(join(work, 'lab-os.img'), { sizeMiB: IMAGE_MIB, marker: MARKER });
   }, SLOW_MS);
 
@@ -217,8 +180,8 @@ describe('virtual bare-metal lab with the real controller', () => {
       await power.call('setPower', { node: node.name, action: PowerAction.POWER_ACTION_RESET });
       await waitForLog(node, `booted ${MARKER} from disk`);
       since(bootStart, 'reset to booted from disk');
-      const moved = await c.network.setNodeNetwork(node.name, 'tenant-net');
-      expect(moved).toMatchObject({ networkName: 'tenant-net', changed: true });
+      const moved = await c.network.setNodeNetwork(node.name, PROJECT_NETWORK);
+      expect(moved).toMatchObject({ networkName: PROJECT_NETWORK, changed: true });
 
       const probe = await lab.addProbe('br-proj');
       const address = node.projectIp.split('/')[0] as string;
@@ -233,7 +196,7 @@ describe('virtual bare-metal lab with the real controller', () => {
     'a node whose disk holds no image says so and answers nobody',
     async () => {
       const node = lab.nodes[1] as VirtualNode;
-      await (ctl as TestController).network.setNodeNetwork(node.name, 'tenant-net');
+      await (ctl as TestController).network.setNodeNetwork(node.name, PROJECT_NETWORK);
       await power.call('setBootDevice', { node: node.name, device: BootDevice.BOOT_DEVICE_DISK });
       await power.call('setPower', { node: node.name, action: PowerAction.POWER_ACTION_ON });
       await waitForLog(node, 'no bootable disk');
@@ -267,32 +230,9 @@ describe('virtual bare-metal lab with the real controller', () => {
       expect(links).not.toContain(lab.hostInterface);
       const loops = execFileSync('losetup', ['-a'], { encoding: 'utf8' });
       for (const file of described.loopFiles) expect(loops).not.toContain(file);
-      for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+      for (const pid of pids) expect(isLive(pid), `pid ${pid}`).toBe(false);
       expect(existsSync(lab.dir)).toBe(false);
     },
     SLOW_MS,
   );
 });
-
-/** True while the process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
-  } catch {
-    return false;
-  }
-}
-
-/** A TCP port nobody listened on a moment ago (the controller's HTTP URL must be known up front). */
-function freeTcpPort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -145,51 +145,7 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
     const networks = new ServiceApi(networkPb.NetworkServiceService, networkPb, address, token);
     clients.push(inventory, instances, networks);
 
-    await inventory.call('createProject', { project: { name: PROJECT } });
-    await inventory.call('createFlavor', { flavor: { name: FLAVOR, vcpus: NODE_SIZE.cpus, ...NODE_SIZE } });
-    await inventory.call('createSwitch', {
-      switch: {
-        name: 'lab-switch',
-        address: 'localhost',
-        driver: 'linux-bridge',
-        driverOptions: { transport: 'local', netns: lab.switchNs },
-      },
-    });
-    await networks.call('createNetwork', {
-      network: {
-        name: 'service',
-        kind: networkPb.NetworkKind.NETWORK_KIND_SERVICE,
-        vlanId: 10,
-        bridge: lab.serviceBridge,
-      },
-    });
-    for (const [i, bridge] of projectBridges.entries()) {
-      await networks.call('createNetwork', {
-        network: {
-          name: i === 0 ? PROJECT_NETWORK : `${PROJECT_NETWORK}-${i}`,
-          projectId: PROJECT,
-          vlanId: 20 + i,
-          bridge,
-        },
-      });
-    }
-    for (const node of lab.nodes) {
-      await inventory.call('createNode', {
-        node: {
-          name: node.name,
-          ip: node.serviceIp,
-          mac: node.mac,
-          ...NODE_SIZE,
-          bmcAddress: node.bmc.address,
-          bmcUsername: node.bmc.username,
-          bmcPassword: node.bmc.password,
-          powerDriver: 'ipmitool',
-          switchId: 'lab-switch',
-          switchPort: node.switchPort,
-          rootDisk: node.disk,
-        },
-      });
-    }
+    await enrollLab(lab, inventory, networks);
     const images = imageApi(address, token);
     clients.push(images);
     const addImage = async (name: string, sizeMiB: number) => {
@@ -284,14 +240,71 @@ export async function watchInstance(
   return events;
 }
 
-/** A TCP port nobody had bound a moment ago (the controller restarts on the same ones). */
-function freeTcpPort(): Promise<number> {
+/** A TCP port nobody had bound on `host` a moment ago (a controller restarts on the same ones). */
+export function freeTcpPort(host = '0.0.0.0'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '0.0.0.0', () => {
+    server.listen(0, host, () => {
       const { port } = server.address() as { port: number };
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Registers a virtual lab with a controller as an operator would: the project and flavor, the lab's
+ * Linux-bridge switch, the service network and one project network per project bridge (the first
+ * is PROJECT_NETWORK), and every node with its BMC, switch port and disk.
+ */
+export async function enrollLab(
+  lab: VirtualLab,
+  inventory: InventoryApi,
+  networks: ServiceApi<typeof networkPb.NetworkServiceService>,
+): Promise<void> {
+  await inventory.call('createProject', { project: { name: PROJECT } });
+  await inventory.call('createFlavor', { flavor: { name: FLAVOR, vcpus: NODE_SIZE.cpus, ...NODE_SIZE } });
+  await inventory.call('createSwitch', {
+    switch: {
+      name: 'lab-switch',
+      address: 'localhost',
+      driver: 'linux-bridge',
+      driverOptions: { transport: 'local', netns: lab.switchNs },
+    },
+  });
+  await networks.call('createNetwork', {
+    network: {
+      name: 'service',
+      kind: networkPb.NetworkKind.NETWORK_KIND_SERVICE,
+      vlanId: 10,
+      bridge: lab.serviceBridge,
+    },
+  });
+  for (const [i, bridge] of lab.projectNetworks.map((n) => n.bridge).entries()) {
+    await networks.call('createNetwork', {
+      network: {
+        name: i === 0 ? PROJECT_NETWORK : `${PROJECT_NETWORK}-${i}`,
+        projectId: PROJECT,
+        vlanId: 20 + i,
+        bridge,
+      },
+    });
+  }
+  for (const node of lab.nodes) {
+    await inventory.call('createNode', {
+      node: {
+        name: node.name,
+        ip: node.serviceIp,
+        mac: node.mac,
+        ...NODE_SIZE,
+        bmcAddress: node.bmc.address,
+        bmcUsername: node.bmc.username,
+        bmcPassword: node.bmc.password,
+        powerDriver: 'ipmitool',
+        switchId: 'lab-switch',
+        switchPort: node.switchPort,
+        rootDisk: node.disk,
+      },
+    });
+  }
 }

@@ -793,6 +793,7 @@ describe('instance watch, delete --wait, reboot, show', () => {
       start_time: '2026-11-25T08:41:30.000Z',
       end_time: null,
       message: '',
+      controller: 'controller-a',
     });
   });
 });

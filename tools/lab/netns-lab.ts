@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { killQuietly } from './processes.ts';
 
 /**
  * When set (test/support/run-tests.sh sets it), every namespace created is also listed in
@@ -150,14 +151,6 @@ export class NetnsLab {
         // Already gone, or not ours to delete any more.
       }
     }
-  }
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // Exited meanwhile.
   }
 }
 

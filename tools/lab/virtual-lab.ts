@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { type BmcLab, type SimBmc, startBmcLab } from './bmc-lab.ts';
 import { NetnsLab } from './netns-lab.ts';
+import { isLive } from './processes.ts';
 
 const VIRTUAL_NODE = fileURLToPath(new URL('./virtual-node.ts', import.meta.url));
 const REPO_NODE = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
@@ -483,17 +484,6 @@ function overlaps(x: string, y: string): boolean {
 function ipBinary(): string {
   for (const p of ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip']) if (existsSync(p)) return p;
   return 'ip';
-}
-
-function isLive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
 }
 
 async function ip(args: string[]): Promise<void> {

@@ -3,6 +3,7 @@ import type * as pb from '../../../build/gen/ingot/v1/instance.ts';
 import type { InstanceBus, InstanceBusEvent } from '../conductor/instance-bus.ts';
 import type { Placement } from '../conductor/placement.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
+import { Wakeup } from '../conductor/wakeup.ts';
 import { ControllerShuttingDownError } from '../domain/agent-errors.ts';
 import {
   AlreadyExistsError,
@@ -188,15 +189,13 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
     async handle(req, { em, caller, signal }, send) {
       const found = await findInstance(em, caller, req.id, req.project);
       const pending: InstanceBusEvent[] = [];
-      let wake: (() => void) | undefined;
+      const wakeup = new Wakeup();
       // Subscribe before reading, so that nothing in between is missed.
       const unsubscribe = deps.bus.watch(found.id, (event) => {
         pending.push(event);
-        wake?.();
+        wakeup.wake();
       });
-      const onAbort = () => wake?.();
-      signal.addEventListener('abort', onAbort);
-      deps.closing.addEventListener('abort', onAbort);
+      const ending = AbortSignal.any([signal, deps.closing]);
       const read = () => em.fork().findOne(Instance, { id: found.id });
       const ended = (i: Instance) => !req.untilDeleted && (i.state === 'active' || i.state === 'error');
       try {
@@ -205,16 +204,7 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
         let shown = await one(em.fork(), last);
         await send({ instance: shown, progressOnly: false, deleted: false });
         while (!ended(last)) {
-          if (pending.length === 0) {
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, WATCH_POLL_MS);
-              wake = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
-            wake = undefined;
-          }
+          if (pending.length === 0) await wakeup.pause(WATCH_POLL_MS, ending);
           if (signal.aborted) return;
           if (deps.closing.aborted) throw new ControllerShuttingDownError();
           const batch = pending.splice(0);
@@ -242,8 +232,6 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
         }
       } finally {
         unsubscribe();
-        signal.removeEventListener('abort', onAbort);
-        deps.closing.removeEventListener('abort', onAbort);
       }
     },
   };

@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/sql';
 import type * as pb from '../../../build/gen/ingot/v1/task.ts';
 import type { TaskBusEvent } from '../conductor/task-bus.ts';
 import type { TaskQueue } from '../conductor/task-queue.ts';
+import { Wakeup } from '../conductor/wakeup.ts';
 import {
   ControllerShuttingDownError,
   ImageNotActiveError,
@@ -153,15 +154,13 @@ export function taskHandlers(queue: TaskQueue): Handlers {
     async handle(req, { em, signal }, send) {
       const found = await findTask(em, req.id);
       const pending: TaskBusEvent[] = [];
-      let wake: (() => void) | undefined;
+      const wakeup = new Wakeup();
       // Subscribe before reading the task, so nothing that happens in between is missed.
       const unsubscribe = queue.bus.watchTask(found.id, (event) => {
         pending.push(event);
-        wake?.();
+        wakeup.wake();
       });
-      const onAbort = () => wake?.();
-      signal.addEventListener('abort', onAbort);
-      queue.bus.closing.addEventListener('abort', onAbort);
+      const ending = AbortSignal.any([signal, queue.bus.closing]);
       try {
         const names = await nodeNames(em, [found]);
         const read = () => em.fork().findOneOrFail(Task, { id: found.id });
@@ -170,16 +169,7 @@ export function taskHandlers(queue: TaskQueue): Handlers {
         let progressTime = last.progress?.time ?? '';
         await send({ taskId: last.id, time: new Date(), task: taskToProto(last, names) });
         while (!isFinished(last.state)) {
-          if (pending.length === 0) {
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, WATCH_POLL_MS);
-              wake = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
-            wake = undefined;
-          }
+          if (pending.length === 0) await wakeup.pause(WATCH_POLL_MS, ending);
           if (signal.aborted) return;
           if (queue.bus.closing.aborted) throw new ControllerShuttingDownError();
           const batch = pending.splice(0);
@@ -216,8 +206,6 @@ export function taskHandlers(queue: TaskQueue): Handlers {
         }
       } finally {
         unsubscribe();
-        signal.removeEventListener('abort', onAbort);
-        queue.bus.closing.removeEventListener('abort', onAbort);
       }
     },
   };

@@ -20,6 +20,7 @@ import type { Placement } from './placement.ts';
 import type { PortFlipper } from './port-flips.ts';
 import { recordExpectedPowerState, recordPowerState } from './power-sync.ts';
 import type { TaskQueue } from './task-queue.ts';
+import { Wakeup } from './wakeup.ts';
 
 /** The agent token on a node's kernel command line lives this long; it is revoked once the flow is done. */
 const AGENT_TOKEN_TTL_MS = 24 * 3600_000;
@@ -217,7 +218,7 @@ export class FlowSteps {
     const cycles: string[] = [];
     let forwarded: (() => void) | undefined;
     let forwardedTask = '';
-    let wake: (() => void) | undefined;
+    const wakeup = new Wakeup();
     try {
       for (;;) {
         signal.throwIfAborted();
@@ -237,7 +238,7 @@ export class FlowSteps {
           // task's state wakes this wait (reading the database on every report would load it for nothing).
           forwarded = this.#d.tasks.bus.watchTask(task.id, (event) => {
             if (event.kind === 'progress') this.#d.bus.publish(instance.id, event);
-            else wake?.();
+            else wakeup.wake();
           });
         }
         const now = Date.now();
@@ -273,17 +274,7 @@ export class FlowSteps {
           since = Date.now();
           continue;
         }
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(timer);
-            signal.removeEventListener('abort', done);
-            wake = undefined;
-            resolve();
-          };
-          const timer = setTimeout(done, WAIT_POLL_MS);
-          signal.addEventListener('abort', done, { once: true });
-          wake = done;
-        });
+        await wakeup.pause(WAIT_POLL_MS, signal);
       }
     } finally {
       forwarded?.();
