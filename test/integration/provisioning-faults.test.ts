@@ -4,6 +4,7 @@
  * of a deploy and of a delete, an agent killed in the middle of writing, a
  * BMC that stopped answering, and a switch that refuses the port move.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceState } from '../../build/gen/ingot/v1/instance.ts';
 import { NetbootState, ProvisionState } from '../../build/gen/ingot/v1/inventory.ts';
@@ -23,7 +24,7 @@ describe('provisioning faults', () => {
       count: 2,
       backend: 'postgres',
       diskMiB: 256,
-      provisioning: { agentTimeoutMs: 30_000, stallTimeoutMs: 6_000, powerCycles: 2, leaseMs: 3_000 },
+      provisioning: { agentTimeoutMs: 10_000, stallTimeoutMs: 6_000, powerCycles: 2, leaseMs: 3_000 },
     });
   }, SLOW_MS);
 
@@ -104,6 +105,50 @@ describe('provisioning faults', () => {
       const deploying = final?.steps.find((s) => s.name === 'deploying');
       expect(deploying?.message).toMatch(/^image written: .*; after power cycles for: no progress for 6 s/);
       expect(await deviceDigest(node.disk, big.sizeBytes)).toBe(big.sha256);
+      await p.instances.call('deleteInstance', { id: created.id });
+      expect((await finalOf(created.id, true))?.deleted).toBe(true);
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'power-cycles a node whose agent never calls in, then gives up: ERROR with how far the node got',
+    async () => {
+      // The node boots, but its bootstrap has no agent to run.
+      const node = p.lab.nodes[0] as VirtualNode;
+      const config = readFileSync(node.configFile, 'utf8');
+      writeFileSync(
+        node.configFile,
+        JSON.stringify({ ...JSON.parse(config), agentBinary: '/nonexistent/ingot-agent' }),
+      );
+      let created: Awaited<ReturnType<ProvisioningLab['boot']>>;
+      try {
+        await p.inventory.call('updateNode', {
+          node: { id: p.lab.nodes[1]?.name, maintenance: true, maintenanceReason: 'kept out of this test' },
+          updateMask: ['maintenance', 'maintenance_reason'],
+        });
+        created = await p.boot('no-agent');
+        expect(created.hostName).toBe(node.name);
+        const final = (await finalOf(created.id))?.instance;
+        expect(final?.state).toBe(InstanceState.INSTANCE_STATE_ERROR);
+        expect(final?.step).toBe('deploying');
+        expect(final?.retries).toBe(2);
+        expect(final?.reason).toMatch(
+          /^deploying: the agent did not call in within 10 s of the power-on \(netboot: boot configuration fetched, the agent never connected\); gave up after 2 power cycles/,
+        );
+        // Three boots: the power-on and two power cycles.
+        expect(node.bmc.hookCalls().filter((c) => c.includes('boot pxe')).length).toBeGreaterThanOrEqual(3);
+        const enrolled = await p.inventory.call('getNode', { id: node.name });
+        expect(enrolled.provisionState).toBe(ProvisionState.PROVISION_STATE_DEPLOY_FAILED);
+        expect(enrolled.netbootState).toBe(NetbootState.NETBOOT_STATE_UNSPECIFIED);
+        expect(node.bmc.nodePid()).toBeUndefined();
+      } finally {
+        writeFileSync(node.configFile, config);
+        await p.inventory.call('updateNode', {
+          node: { id: p.lab.nodes[1]?.name, maintenance: false },
+          updateMask: ['maintenance'],
+        });
+      }
       await p.instances.call('deleteInstance', { id: created.id });
       expect((await finalOf(created.id, true))?.deleted).toBe(true);
     },
