@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBmctl } from '../../tools/bmctl/cli.ts';
+import { bmctlAgainst } from '../support/bmctl.ts';
 import { BACKENDS, removeDataDir, startTestController, type TestController } from '../support/controller.ts';
 
 // The seed's flow (`nova boot --image … --flavor … --hint compute_type=bare_metal <name>`) with
@@ -13,33 +13,12 @@ describe.each(BACKENDS)('bmctl boot and schedule against a controller on %s', (b
   let ctl: TestController;
   let cwd: string;
 
-  async function bmctl(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await runBmctl(argv, {
-      env: { INGOT_ENDPOINT: ctl.address, INGOT_DATA_DIR: ctl.dataDir },
-      stdout: (s) => {
-        stdout += s;
-      },
-      stderr: (s) => {
-        stderr += s;
-      },
-      cwd,
-    });
-    return { code, stdout, stderr };
-  }
-
-  /** Runs a command that must succeed and returns its table output. */
-  async function ok(...argv: string[]): Promise<string> {
-    const result = await bmctl(...argv);
-    expect(result, `bmctl ${argv.join(' ')}`).toMatchObject({ code: 0, stderr: '' });
-    return result.stdout;
-  }
-
-  /** Runs a command that must succeed with `-o json` and returns its parsed output. */
-  async function json<T = Record<string, unknown>>(...argv: string[]): Promise<T> {
-    return JSON.parse(await ok(...argv, '-o', 'json')) as T;
-  }
+  const cli = bmctlAgainst(() => ({ address: ctl.address, dataDir: ctl.dataDir }), {
+    cwd: () => cwd,
+  });
+  const bmctl = cli.run;
+  const json = cli.json;
+  const ok = cli.ok;
 
   /** The value of one FIELD/VALUE row of `show`-style output. */
   function field(table: string, name: string): string | undefined {

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBmctl } from '../../tools/bmctl/cli.ts';
+import { bmctlAgainst } from '../support/bmctl.ts';
 import { BACKENDS, removeDataDir, startTestController, type TestController } from '../support/controller.ts';
 
 // bmctl against a real controller, run in-process. The token comes from the controller's
@@ -12,29 +12,12 @@ describe.each(BACKENDS)('bmctl against a controller on %s', (backend) => {
   let ctl: TestController;
   let cwd: string;
 
-  async function bmctl(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await runBmctl(argv, {
-      env: { INGOT_ENDPOINT: ctl.address, INGOT_DATA_DIR: ctl.dataDir },
-      stdout: (s) => {
-        stdout += s;
-      },
-      stderr: (s) => {
-        stderr += s;
-      },
-      readStdin: async () => 'stdin-secret\n',
-      cwd,
-    });
-    return { code, stdout, stderr };
-  }
-
-  /** Runs a command that must succeed with `-o json` and returns its parsed output. */
-  async function json<T = Record<string, unknown>>(...argv: string[]): Promise<T> {
-    const result = await bmctl(...argv, '-o', 'json');
-    expect(result, `bmctl ${argv.join(' ')}`).toMatchObject({ code: 0, stderr: '' });
-    return JSON.parse(result.stdout) as T;
-  }
+  const cli = bmctlAgainst(() => ({ address: ctl.address, dataDir: ctl.dataDir }), {
+    cwd: () => cwd,
+    stdin: 'stdin-secret\n',
+  });
+  const bmctl = cli.run;
+  const json = cli.json;
 
   beforeAll(async () => {
     ctl = await startTestController({ backend });

@@ -7,9 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBmctl } from '../../tools/bmctl/cli.ts';
 import { FakeJunosSwitch } from '../fakes/junos-netconf-server.ts';
 import { ed25519KeyPair } from '../fakes/ssh-keys.ts';
+import { bmctlAgainst } from '../support/bmctl.ts';
 import { removeDataDir, startTestController, type TestController } from '../support/controller.ts';
 
 describe('bmctl network, node network and switch port-status', () => {
@@ -17,28 +17,12 @@ describe('bmctl network, node network and switch port-status', () => {
   let cwd: string;
   let sw: FakeJunosSwitch;
 
-  async function bmctl(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await runBmctl(argv, {
-      env: { INGOT_ENDPOINT: ctl.address, INGOT_DATA_DIR: ctl.dataDir },
-      stdout: (s) => {
-        stdout += s;
-      },
-      stderr: (s) => {
-        stderr += s;
-      },
-      readStdin: async () => 'juniper123\n',
-      cwd,
-    });
-    return { code, stdout, stderr };
-  }
-
-  async function json<T = Record<string, unknown>>(...argv: string[]): Promise<T> {
-    const result = await bmctl(...argv, '-o', 'json');
-    expect(result, `bmctl ${argv.join(' ')}`).toMatchObject({ code: 0, stderr: '' });
-    return JSON.parse(result.stdout) as T;
-  }
+  const cli = bmctlAgainst(() => ({ address: ctl.address, dataDir: ctl.dataDir }), {
+    cwd: () => cwd,
+    stdin: 'juniper123\n',
+  });
+  const bmctl = cli.run;
+  const json = cli.json;
 
   beforeAll(async () => {
     ctl = await startTestController();
