@@ -70,7 +70,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-ensure_debs procps iproute2 openipmi ipmitool dnsmasq busybox-static util-linux
+ensure_debs "${LAB_DEBS[@]}"
 TMP_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/ingot-bench.XXXXXX")
 export INGOT_NETNS_REGISTRY=$TMP_ROOT/netns
 export INGOT_LOOP_REGISTRY=$TMP_ROOT/loop

@@ -7,6 +7,11 @@
 
 POLICY_RC_CREATED=''
 
+# What a virtual lab (tools/lab) needs: namespaces and bridges, simulated BMCs and the IPMI driver,
+# dnsmasq for netboot, busybox (DHCP client, ping) and loop devices.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LAB_DEBS=(procps iproute2 openipmi ipmitool dnsmasq busybox-static util-linux)
+
 # The packages of "$@" that are not installed, one a line.
 missing_debs() {
   local p

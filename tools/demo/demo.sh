@@ -9,10 +9,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="$PWD/bin:$PWD/node_modules/.bin:$PATH"
 
-if [[ $(id -u) != 0 ]]; then
-  echo 'make demo builds network namespaces, bridges and loop devices: run it as root' >&2
+log() { printf 'demo: %s\n' "$*" >&2; }
+die() {
+  log "$*"
   exit 1
-fi
+}
+((EUID == 0)) || die 'make demo builds network namespaces, bridges and loop devices: run it as root'
+# shellcheck source=test/support/debian-packages.sh
+source test/support/debian-packages.sh
+ensure_debs "${LAB_DEBS[@]}"
 
 work=$(mktemp -d -t ingot-demo.XXXXXX)
 chmod 755 "$work" # dnsmasq (as nobody) reads the netboot directory inside
@@ -25,6 +30,7 @@ cleanup() {
   fi
   [[ -f $lab_state ]] && ingot-lab down --state "$lab_state" >/dev/null
   rm -rf "$work"
+  debs_cleanup
 }
 trap cleanup EXIT
 
