@@ -73,3 +73,7 @@ bench-scheduler: proto ## Scheduler: 11,000 hosts in a throwaway PostgreSQL; p50
 .PHONY: bench-provision
 bench-provision: proto agent ## Provisioning (root): 1, 10, 50 virtual nodes booted at once to ACTIVE; wall time, per-step p50/max, RAM, CPU in a throwaway PostgreSQL (BENCH_ARGS='--sizes 1,10 --backend pglite')
 	@bench/provision/run.sh $(BENCH_ARGS)
+
+.PHONY: bootstrap
+bootstrap: ## The bootstrap Linux image: build/bootstrap/{vmlinuz,initrd.img} from Debian's kernel + busybox, or TINYCORE=core.gz remastered; incremental
+	@TINYCORE='$(TINYCORE)' bootstrap/build.sh

@@ -42,6 +42,7 @@ import { createNetworkDrivers } from './drivers/network/registry.ts';
 import { PowerManager } from './drivers/power/power-manager.ts';
 import { createPowerDrivers } from './drivers/power/registry.ts';
 import { agentRoutes } from './http/agent-routes.ts';
+import { bootstrapRoutes } from './http/bootstrap-routes.ts';
 import { imageRoutes } from './http/image-routes.ts';
 import { createHttpServer } from './http/server.ts';
 import { ImageStore } from './images/image-store.ts';
@@ -57,6 +58,7 @@ import { ensureAdminToken } from './store/tokens.ts';
 const DESCRIPTORS = new URL('../../build/descriptors.binpb', import.meta.url);
 /** The agent executable `make agent` builds, served unless the config names another. */
 const AGENT_BINARY = fileURLToPath(new URL('../../build/ingot-agent', import.meta.url));
+const BOOTSTRAP_DIR = fileURLToPath(new URL('../../build/bootstrap', import.meta.url));
 /** How long in-flight calls get to finish on shutdown before they are cut. @default 10 s */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -166,6 +168,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
       routes: [
         ...imageRoutes({ db, store: imageStore, signer, log }),
         ...agentRoutes({ agentBinary: config.agentBinary || AGENT_BINARY }),
+        ...bootstrapRoutes({ bootstrapDir: config.bootstrapDir || BOOTSTRAP_DIR }),
         ...(netboot?.routes() ?? []),
       ],
     });

@@ -32,6 +32,8 @@ TEST_DEBS=(
   util-linux       # losetup, blockdev: the agent suites' loop devices
   zstd             # bench-imaging's baseline (zstd -dc); zstd images are made with node:zlib
   curl             # bench-imaging's baseline (curl | dd)
+  qemu-system-x86  # the bootstrap image booted under QEMU (TCG): test/integration/bootstrap.test.ts
+  ipxe-qemu        # QEMU's NIC option ROMs (virtio-net-pci needs efi-virtio.rom)
 )
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

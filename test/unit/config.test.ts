@@ -44,6 +44,7 @@ describe('defaults', () => {
       imageDir: join(dataDir, 'images'),
       httpAdvertiseUrl: '',
       agentBinary: '',
+      bootstrapDir: '',
       logLevel: 'info',
       databaseLocation: { kind: 'pglite', dir: join(dataDir, 'db') },
       scheduler: {

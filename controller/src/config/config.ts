@@ -87,6 +87,11 @@ const Settings = z
     imageDir: z.string().default(''),
     /** The agent executable served at `/agent/ingot-agent`. @default <repository>/build/ingot-agent (`make agent`) */
     agentBinary: z.string().default(''),
+    /**
+     * The bootstrap image's directory (`vmlinuz`, `initrd.img`), served at `/boot/vmlinuz` and
+     * `/boot/initrd.img`. @default <repository>/build/bootstrap (`make bootstrap`)
+     */
+    bootstrapDir: z.string().default(''),
     /** pino level. @default info */
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     scheduler: SchedulerSettings.default(SchedulerSettings.parse({})),
@@ -115,6 +120,7 @@ const FLAGS = {
   'log-level': 'logLevel',
   'http-advertise-url': 'httpAdvertiseUrl',
   'agent-binary': 'agentBinary',
+  'bootstrap-dir': 'bootstrapDir',
   'image-dir': 'imageDir',
 } as const;
 
