@@ -71,7 +71,7 @@ newest_kernel_package() {
 # The newest kernel .deb already in the cache, if any.
 newest_cached_deb() {
   find "$CACHE" -maxdepth 1 -name 'linux-image-*-amd64_*_amd64.deb' -printf '%f\n' 2>/dev/null |
-    grep -v -- '-dbg' | sort -V | tail -1
+    { grep -v -- '-dbg' || true; } | sort -V | tail -1
 }
 
 PACKAGE=${BOOTSTRAP_KERNEL:-$(newest_kernel_package)}
@@ -82,7 +82,7 @@ if [[ -n $PACKAGE ]]; then
     log "downloading $PACKAGE from the Debian archive into $CACHE"
     if ! (cd "$CACHE" && apt-get -q download "$PACKAGE" 2>"$CACHE/apt-get.log" >&2); then
       DEB=$(newest_cached_deb)
-      [[ -n $DEB ]] || die "cannot download $PACKAGE from the Debian archive ($(grep -m1 -E '^(E|Err):' "$CACHE/apt-get.log" || tail -1 "$CACHE/apt-get.log")). Check the network and the apt sources, or put a linux-image-*-amd64 .deb into $CACHE"
+      [[ -n $DEB ]] || die "cannot download $PACKAGE from the Debian archive ($({ grep -m1 -A1 -E '^(E|Err):' "$CACHE/apt-get.log" || tail -1 "$CACHE/apt-get.log"; } | tr -s ' \n' ' ' | sed 's/ $//')). Check the network and the apt sources, or put a linux-image-*-amd64 .deb into $CACHE"
       log "warning: cannot download $PACKAGE; using the cached $DEB"
     else
       DEB=$(find "$CACHE" -maxdepth 1 -name "${PACKAGE}_*_amd64.deb" -printf '%f\n' | sort -V | tail -1)
@@ -108,10 +108,9 @@ done
 
 FINGERPRINT=$(
   {
-    sha256sum "${BASH_SOURCE[0]}" "$INIT" "$BUSYBOX" "$CACHE/$DEB"
-    sha256sum "${LIBS[@]}" | sed 's/ .*//'
+    # Contents only: the same inputs under other paths (make's relative, a test's absolute) match.
+    sha256sum "${BASH_SOURCE[0]}" "$INIT" "$BUSYBOX" "$CACHE/$DEB" "${LIBS[@]}" ${TINYCORE:+"$TINYCORE"} | cut -d' ' -f1
     printf '%s\n' "${LIBS[@]}"
-    [[ -z $TINYCORE ]] || sha256sum "$TINYCORE"
   } | sha256sum | cut -d' ' -f1
 )
 report_sizes() {

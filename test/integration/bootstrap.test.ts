@@ -189,6 +189,21 @@ describe('the bootstrap image', () => {
     expect(again.all).toContain('up to date');
   }, 300_000);
 
+  it('says clearly when the Debian archive cannot be reached and no kernel is cached', async () => {
+    // apt through a proxy on a port nobody listens on: what an unreachable archive looks like.
+    const aptConfig = join(work, 'apt.conf');
+    writeFileSync(aptConfig, 'Acquire::http::Proxy "http://127.0.0.1:9";\nAcquire::Retries "0";\n');
+    const failed = await buildBootstrap({
+      APT_CONFIG: aptConfig,
+      BOOTSTRAP_CACHE: join(work, 'empty-cache'),
+      BOOTSTRAP_OUT: join(work, 'offline'),
+    }).catch((err: { all?: string; exitCode?: number }) => err);
+    expect(failed).toMatchObject({ exitCode: 1 });
+    expect(failed.all).toMatch(
+      /error: cannot download linux-image-\S+ from the Debian archive \(Err:.*\)\. Check the network/,
+    );
+  });
+
   it('says clearly when the base is not a core.gz', async () => {
     const bad = join(work, 'not-core.gz');
     writeFileSync(bad, 'plain text');
