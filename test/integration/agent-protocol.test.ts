@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectResponse } from '../../build/gen/ingot/v1/agent.ts';
-import { TaskKind, TaskState } from '../../build/gen/ingot/v1/task.ts';
+import { TaskKind, TaskOutcome, TaskState } from '../../build/gen/ingot/v1/task.ts';
 import { createToken } from '../../controller/src/store/tokens.ts';
 import {
   agentApi,
@@ -27,6 +27,8 @@ import {
 
 const MAC_A = '52:54:00:a1:00:01';
 const MAC_B = '52:54:00:a1:00:02';
+/** A TaskOutcome with every field at its default. */
+const emptyOutcome = TaskOutcome.fromPartial({});
 
 describe.each(BACKENDS)('agent protocol and tasks on %s', (backend) => {
   let ctl: TestController;
@@ -212,7 +214,7 @@ describe.each(BACKENDS)('agent protocol and tasks on %s', (backend) => {
       nics: [{ name: 'eth0', mac: MAC_A, linkUp: true, speedMbps: 1000 }],
     };
     reattached.send({
-      result: { taskId: created.id, outcome: { sha256: '', bytesWritten: 0, inventory }, error: undefined },
+      result: { taskId: created.id, outcome: { ...emptyOutcome, inventory }, error: undefined },
     });
     const ack = await reattached.next('the acknowledgement', (m) => m.resultAck);
     expect(ack.taskId).toBe(created.id);
@@ -318,7 +320,7 @@ describe.each(BACKENDS)('agent protocol and tasks on %s', (backend) => {
     agent.send({
       result: {
         taskId: task.id,
-        outcome: { sha256: '0'.repeat(64), bytesWritten: 1 << 20, inventory: undefined },
+        outcome: { ...emptyOutcome, sha256: '0'.repeat(64), bytesWritten: 1 << 20 },
         error: undefined,
       },
     });

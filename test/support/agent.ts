@@ -157,6 +157,8 @@ export interface AgentOptions {
   args?: string[];
   /** Pass the token as `--token` (as the issue's example does) instead of INGOT_AGENT_TOKEN. */
   tokenFlag?: boolean;
+  /** Extra environment, e.g. the block reader's test hook. */
+  env?: Record<string, string>;
 }
 
 /** The real agent executable, run as a child of the test. */
@@ -194,7 +196,11 @@ export class AgentProcess {
     for (const disk of opts.disks ?? []) args.push('--disk-allow', disk);
     for (const mac of opts.macs ?? []) args.push('--mac', mac);
     args.push(...(opts.args ?? []));
-    const env = { ...process.env, ...(opts.tokenFlag ? {} : { INGOT_AGENT_TOKEN: opts.token }) };
+    const env = {
+      ...process.env,
+      ...opts.env,
+      ...(opts.tokenFlag ? {} : { INGOT_AGENT_TOKEN: opts.token }),
+    };
     return new AgentProcess(spawn(AGENT_BINARY, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 

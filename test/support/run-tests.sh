@@ -30,6 +30,9 @@ TEST_DEBS=(
   tftp-hpa         # tftp: fetching boot files the way a PXE ROM does
   openssh-server   # sshd (and ssh-keygen): the Linux-bridge driver's SSH transport
   util-linux       # losetup, blockdev: the agent suites' loop devices
+  fdisk            # sfdisk: MBR partition tables on the capture suite's loop devices
+  gdisk            # sgdisk: GPT partition tables on the capture suite's loop devices
+  netcat-openbsd   # nc: the stock receiver and sender the capture suite streams with
   zstd             # bench-imaging's baseline (zstd -dc); zstd images are made with node:zlib
   curl             # bench-imaging's baseline (curl | dd)
   qemu-system-x86  # the bootstrap image booted under QEMU (TCG): test/integration/bootstrap.test.ts

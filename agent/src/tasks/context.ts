@@ -1,4 +1,8 @@
-import type { HardwareInventory } from '../../../build/gen/ingot/v1/task.ts';
+import type {
+  HardwareInventory,
+  PartitionTableReport,
+  UnreadableRange,
+} from '../../../build/gen/ingot/v1/task.ts';
 import type { DiskPolicy } from '../disk/block-device.ts';
 import type { Logger } from '../log.ts';
 import type { ProgressReporter } from './progress.ts';
@@ -18,6 +22,10 @@ export interface TaskOutcomeValue {
   sha256?: string;
   bytesWritten?: number;
   inventory?: HardwareInventory;
+  /** Capture: bytes sent to the receiver, the ranges sent as zeros, the partition table check. */
+  bytesSent?: number;
+  unreadable?: UnreadableRange[];
+  partitionTable?: PartitionTableReport;
   /** Runs once the controller has recorded the outcome (reboot and power off happen then). */
   afterAck?: () => Promise<void>;
 }

@@ -2,6 +2,7 @@ import type { ConnectRequest, TaskAssignment, TaskResult } from '../../../build/
 import type { TaskError } from '../../../build/gen/ingot/v1/task.ts';
 import type { DiskPolicy } from '../disk/block-device.ts';
 import type { Logger } from '../log.ts';
+import { capture } from './capture.ts';
 import type { TaskContext, TaskOutcomeValue } from './context.ts';
 import { deploy } from './deploy.ts';
 import { inspect } from './inspect.ts';
@@ -84,6 +85,9 @@ export class TaskRunner {
             sha256: outcome.sha256 ?? '',
             bytesWritten: outcome.bytesWritten ?? 0,
             inventory: outcome.inventory,
+            bytesSent: outcome.bytesSent ?? 0,
+            unreadable: outcome.unreadable ?? [],
+            partitionTable: outcome.partitionTable,
           },
           error: undefined,
         });
@@ -143,6 +147,7 @@ export class TaskRunner {
     if (a.inspect) return inspect(ctx);
     if (a.reboot) return power('reboot', this.#opts.power.reboot, ctx);
     if (a.poweroff) return power('poweroff', this.#opts.power.poweroff, ctx);
+    if (a.capture) return capture(a.capture, ctx);
     throw new TaskFailure(
       Reason.UNSUPPORTED_TASK,
       `this agent does not know task kind ${a.kind}; upgrade it`,

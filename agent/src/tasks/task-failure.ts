@@ -29,6 +29,16 @@ export const Reason = {
   DISK_NOT_FOUND: 'DISK_NOT_FOUND',
   DISK_IN_USE: 'DISK_IN_USE',
   DISK_WRITE_FAILED: 'DISK_WRITE_FAILED',
+  /** A capture met an unreadable block and was told to be strict. */
+  DISK_READ_FAILED: 'DISK_READ_FAILED',
+  /** A capture with `to_last_partition` found no partitions to stop after. */
+  NO_PARTITION_TABLE: 'NO_PARTITION_TABLE',
+  /** A capture's skip/count select no bytes of the disk. */
+  NOTHING_TO_CAPTURE: 'NOTHING_TO_CAPTURE',
+  /** Nobody accepted the capture's connection. */
+  RECEIVER_UNREACHABLE: 'RECEIVER_UNREACHABLE',
+  /** The capture's connection broke before the last byte. */
+  RECEIVER_FAILED: 'RECEIVER_FAILED',
   DOWNLOAD_FAILED: 'DOWNLOAD_FAILED',
   IMAGE_DATA_INVALID: 'IMAGE_DATA_INVALID',
   CANCELLED: 'CANCELLED',

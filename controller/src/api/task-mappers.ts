@@ -15,6 +15,7 @@ export const TASK_KIND_TO_PB: Record<TaskKind, pb.TaskKind> = {
   inspect: pb.TaskKind.TASK_KIND_INSPECT,
   reboot: pb.TaskKind.TASK_KIND_REBOOT,
   poweroff: pb.TaskKind.TASK_KIND_POWEROFF,
+  capture: pb.TaskKind.TASK_KIND_CAPTURE,
 };
 
 export const TASK_STATE_TO_PB: Record<TaskState, pb.TaskState> = {
@@ -54,6 +55,11 @@ function outcomeToProto(o: TaskOutcomeBody): pb.TaskOutcome {
     sha256: o.sha256,
     bytesWritten: o.bytesWritten,
     inventory: o.inventory ? hardwareToProto(o.inventory) : undefined,
+    bytesSent: o.bytesSent ?? 0,
+    unreadable: (o.unreadable ?? []).map((r) => ({ ...r })),
+    partitionTable: o.partitionTable
+      ? { ...o.partitionTable, warnings: [...o.partitionTable.warnings] }
+      : undefined,
   };
 }
 
@@ -71,6 +77,7 @@ export function taskToProto(task: Task, nodeNames: ReadonlyMap<string, string>):
       inspect: spec.inspect ? {} : undefined,
       reboot: spec.reboot ? {} : undefined,
       poweroff: spec.poweroff ? {} : undefined,
+      capture: spec.capture ? { ...spec.capture } : undefined,
     },
     state: TASK_STATE_TO_PB[task.state],
     attempt: task.attempt,

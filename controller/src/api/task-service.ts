@@ -11,7 +11,17 @@ import {
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.ts';
 import { isId } from '../domain/formats.ts';
 import { DISK_HINT } from '../domain/inventory.ts';
-import { isDiskPath, isFinished, type TaskKind, type TaskSpecBody } from '../domain/tasks.ts';
+import {
+  CAPTURE_BLOCK_BYTES_DEFAULT,
+  CAPTURE_BLOCK_BYTES_MAX,
+  CAPTURE_BLOCK_BYTES_MIN,
+  type CaptureSpecBody,
+  isDiskPath,
+  isFinished,
+  parseHostPort,
+  type TaskKind,
+  type TaskSpecBody,
+} from '../domain/tasks.ts';
 import { Violations } from '../domain/violations.ts';
 import { findImage } from '../images/images.ts';
 import { Node } from '../store/entities/node.ts';
@@ -55,10 +65,10 @@ async function resolveSpec(
 ): Promise<{ kind: TaskKind; body: TaskSpecBody; imageId?: string }> {
   const violations = new Violations();
   const set = spec
-    ? (['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const).filter((k) => spec[k])
+    ? (['deploy', 'wipe', 'inspect', 'reboot', 'poweroff', 'capture'] as const).filter((k) => spec[k])
     : [];
   if (set.length !== 1) {
-    violations.add('spec', 'must set exactly one of deploy, wipe, inspect, reboot, poweroff');
+    violations.add('spec', 'must set exactly one of deploy, wipe, inspect, reboot, poweroff, capture');
     violations.throwIfAny();
   }
   const kind = set[0] as TaskKind;
@@ -88,7 +98,43 @@ async function resolveSpec(
     violations.throwIfAny();
     return { kind, body: { wipe: { disk: s.wipe.disk, full: s.wipe.full } } };
   }
+  if (s.capture) return { kind, body: { capture: captureBody(s.capture, violations) } };
   return { kind, body: { [kind]: {} } };
+}
+
+/** A capture spec's fields checked and its defaults filled in; throws the violations found. */
+function captureBody(c: pb.CaptureSpec, violations: Violations): CaptureSpecBody {
+  if (!isDiskPath(c.disk)) violations.add('spec.capture.disk', DISK_HINT);
+  const blockSizeBytes = c.blockSizeBytes || CAPTURE_BLOCK_BYTES_DEFAULT;
+  if (
+    blockSizeBytes < CAPTURE_BLOCK_BYTES_MIN ||
+    blockSizeBytes > CAPTURE_BLOCK_BYTES_MAX ||
+    blockSizeBytes % 512 !== 0
+  ) {
+    violations.add(
+      'spec.capture.block_size_bytes',
+      `must be a multiple of 512 from 512 to ${CAPTURE_BLOCK_BYTES_MAX} (64 MiB), or 0 for 8 MiB`,
+    );
+  }
+  const receiver = c.receiver.trim();
+  if (!receiver) {
+    violations.add(
+      'spec.capture.receiver',
+      'is required: capturing into the image store is not available yet; give the HOST:PORT of a receiver (bmctl image receive --listen PORT, or nc -l PORT > FILE)',
+    );
+  } else if (!parseHostPort(receiver)) {
+    violations.add('spec.capture.receiver', 'must be HOST:PORT (an IPv6 address in brackets), port 1-65535');
+  }
+  violations.throwIfAny();
+  return {
+    disk: c.disk,
+    blockSizeBytes,
+    count: c.count,
+    skip: c.skip,
+    toLastPartition: c.toLastPartition,
+    strict: c.strict,
+    receiver,
+  };
 }
 
 /** TaskService: operators' view of agent tasks, and WatchTask for live progress. */

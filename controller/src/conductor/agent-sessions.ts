@@ -345,6 +345,20 @@ function resultBody(result: TaskResult): ReportedResult {
         sha256: result.outcome.sha256,
         bytesWritten: result.outcome.bytesWritten,
         ...(result.outcome.inventory ? { inventory: hardwareBody(result.outcome.inventory) } : {}),
+        ...(result.outcome.partitionTable
+          ? {
+              bytesSent: result.outcome.bytesSent,
+              unreadable: result.outcome.unreadable.map((r) => ({
+                offsetBytes: r.offsetBytes,
+                lengthBytes: r.lengthBytes,
+                error: r.error,
+              })),
+              partitionTable: {
+                ...result.outcome.partitionTable,
+                warnings: [...result.outcome.partitionTable.warnings],
+              },
+            }
+          : {}),
       },
     };
   }

@@ -33,6 +33,7 @@ const KIND_TO_PB: Record<TaskKind, PbTaskKind> = {
   inspect: PbTaskKind.TASK_KIND_INSPECT,
   reboot: PbTaskKind.TASK_KIND_REBOOT,
   poweroff: PbTaskKind.TASK_KIND_POWEROFF,
+  capture: PbTaskKind.TASK_KIND_CAPTURE,
 };
 
 /** What the controller tells an agent after looking at the node's tasks. */
@@ -350,6 +351,7 @@ export class TaskQueue {
     if (spec.wipe) return { ...base, wipe: spec.wipe };
     if (spec.reboot) return { ...base, reboot: {} };
     if (spec.poweroff) return { ...base, poweroff: {} };
+    if (spec.capture) return { ...base, capture: { ...spec.capture } };
     return { ...base, inspect: {} };
   }
 

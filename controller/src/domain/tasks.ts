@@ -3,7 +3,7 @@
  * shapes of their parts. Pure: no I/O.
  */
 
-export const TASK_KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const;
+export const TASK_KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff', 'capture'] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
 export const TASK_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -41,6 +41,37 @@ export interface TaskSpecBody {
   inspect?: Record<string, never>;
   reboot?: Record<string, never>;
   poweroff?: Record<string, never>;
+  capture?: CaptureSpecBody;
+}
+
+/** A capture's parameters as stored, defaults filled in (see CaptureSpec in task.proto). */
+export interface CaptureSpecBody {
+  disk: string;
+  blockSizeBytes: number;
+  count: number;
+  skip: number;
+  toLastPartition: boolean;
+  strict: boolean;
+  receiver: string;
+}
+
+/** A capture's read size when none is given. @default 8 MiB */
+export const CAPTURE_BLOCK_BYTES_DEFAULT = 8 << 20;
+/** Capture read sizes allowed: multiples of 512 from 512 B to 64 MiB. */
+export const CAPTURE_BLOCK_BYTES_MIN = 512;
+export const CAPTURE_BLOCK_BYTES_MAX = 64 << 20;
+
+/**
+ * `HOST:PORT` of a capture receiver: a host name or IPv4 address, or an
+ * IPv6 address in brackets, and a port from 1 to 65535. Undefined when
+ * malformed.
+ */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):([0-9]{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port };
 }
 
 export interface TaskProgressBody {
@@ -83,10 +114,33 @@ export interface HardwareBody {
   nics: NicBody[];
 }
 
+/** A disk range a capture could not read (and sent as zeros). */
+export interface UnreadableRangeBody {
+  offsetBytes: number;
+  lengthBytes: number;
+  error: string;
+}
+
+/** What a capture found in the partition table (PartitionTableReport in task.proto). */
+export interface PartitionTableBody {
+  scheme: string;
+  mbrSignature: boolean;
+  gptPrimary: boolean;
+  gptBackup: boolean;
+  partitionCount: number;
+  lastPartitionEndBytes: number;
+  hasBootPartition: boolean;
+  warnings: string[];
+}
+
 export interface TaskOutcomeBody {
   sha256: string;
   bytesWritten: number;
   inventory?: HardwareBody;
+  /** Capture only. */
+  bytesSent?: number;
+  unreadable?: UnreadableRangeBody[];
+  partitionTable?: PartitionTableBody;
 }
 
 /** Task error reasons the controller itself gives (agents add their own, e.g. IMAGE_TOO_LARGE). */

@@ -19,7 +19,8 @@ import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
 import { BmctlError, UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View } from '../output.ts';
-import { renderBar } from '../progress.ts';
+import { describeProgress, LiveLines, renderBar } from '../progress.ts';
+import { parseListen, receiveOne } from '../receiver.ts';
 import { AgentServices, formatBytes, parseDuration } from '../services.ts';
 
 const FORMATS = {
@@ -259,6 +260,20 @@ export function registerImageCommands(program: Command, ctx: CommandContext): vo
     });
 
   noun
+    .command('receive')
+    .description(
+      'Receive one disk image over plain TCP, like `nc -l PORT > FILE` (fed by a capture task or `dd if=/dev/sdX bs=8M | nc HOST PORT`)',
+    )
+    .requiredOption('--listen <[host:]port>', 'where to listen; port 0 picks a free one (printed on stderr)')
+    .requiredOption('--out <file>', 'the file to write')
+    .option('--force', 'replace FILE if it exists')
+    .option('--sha256 <hex>', 'fail unless the bytes received hash to this')
+    .option('--size <bytes>', 'fail unless exactly this many bytes arrive (a short stream fails)')
+    .action(async (opts: ImageReceiveOptions) => {
+      await receive(ctx, opts);
+    });
+
+  noun
     .command('url')
     .description('Print a signed download URL for the image (for curl, or a node without a token)')
     .argument('<image>', 'id or name')
@@ -274,4 +289,74 @@ export function registerImageCommands(program: Command, ctx: CommandContext): vo
         json: () => ({ url: res.url, expire_time: res.expireTime.toISOString() }),
       });
     });
+}
+
+interface ImageReceiveOptions {
+  listen: string;
+  out: string;
+  force?: boolean;
+  sha256?: string;
+  size?: string;
+}
+
+/** `bmctl image receive`: one connection into a file, progress on stderr, size and digest on stdout. */
+async function receive(ctx: CommandContext, opts: ImageReceiveOptions): Promise<void> {
+  const listen = parseListen(opts.listen);
+  if (!listen)
+    throw new UsageError(`--listen ${opts.listen}: expected [HOST:]PORT, e.g. 9000 or 10.0.0.1:9000`);
+  if (opts.sha256 !== undefined && !/^[0-9a-f]{64}$/i.test(opts.sha256)) {
+    throw new UsageError('--sha256: expected 64 hex digits');
+  }
+  if (opts.size !== undefined && !/^[0-9]+$/.test(opts.size)) throw new UsageError('--size: expected bytes');
+  const expectedSize = opts.size === undefined ? undefined : Number(opts.size);
+  const path = resolve(ctx.secrets.cwd, opts.out);
+  const live = new LiveLines({ ...ctx.progress, now: () => ctx.now() });
+  const started = ctx.now();
+  let result: Awaited<ReturnType<typeof receiveOne>>;
+  try {
+    result = await receiveOne({
+      ...listen,
+      path,
+      force: opts.force ?? false,
+      onListening: (address) => ctx.progress.write(`listening on ${address}; waiting for one connection\n`),
+      onBytes: (bytes) => {
+        const seconds = (ctx.now() - started) / 1000;
+        live.set(
+          'receive',
+          describeProgress({
+            phase: 'receiving',
+            bytesDone: bytes,
+            bytesTotal: expectedSize ?? 0,
+            rateBytesPerSecond: seconds > 0 ? Math.round(bytes / seconds) : 0,
+            message: '',
+          }),
+          'receiving',
+        );
+      },
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new BmctlError(`${opts.out} exists; give --force to replace it`);
+    throw new BmctlError(`cannot receive into ${opts.out}: ${(err as Error).message}`, { cause: err });
+  }
+  ctx.printer().report({
+    text: () =>
+      `received ${result.sizeBytes} bytes from ${result.peer} into ${opts.out}\nsha256 ${result.sha256}\n`,
+    json: () => ({ file: path, size_bytes: result.sizeBytes, sha256: result.sha256, peer: result.peer }),
+  });
+  if (result.broken) {
+    throw new BmctlError(
+      `the connection broke after ${result.sizeBytes} bytes (${result.broken}): ${opts.out} is incomplete`,
+    );
+  }
+  if (expectedSize !== undefined && result.sizeBytes !== expectedSize) {
+    throw new BmctlError(
+      `${result.sizeBytes < expectedSize ? 'short stream' : 'too many bytes'}: received ${result.sizeBytes} bytes, expected ${expectedSize}; ${opts.out} is not the image`,
+    );
+  }
+  if (opts.sha256 !== undefined && result.sha256 !== opts.sha256.toLowerCase()) {
+    throw new BmctlError(
+      `digest mismatch: received bytes hash to ${result.sha256}, expected ${opts.sha256.toLowerCase()}`,
+    );
+  }
 }

@@ -17,7 +17,7 @@ import { AgentServices } from '../services.ts';
 // Shared with `instance watch` since it moved to progress.ts; callers of this module keep importing it here.
 export { describeProgress };
 
-const KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff'] as const;
+const KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff', 'capture'] as const;
 type Kind = (typeof KINDS)[number];
 const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 
@@ -32,7 +32,23 @@ function target(t: Task): string {
   const { spec } = t;
   if (spec?.deploy) return `${spec.deploy.image} → ${spec.deploy.disk}`;
   if (spec?.wipe) return `${spec.wipe.disk}${spec.wipe.full ? ' (full)' : ''}`;
+  if (spec?.capture) return `${spec.capture.disk} → ${spec.capture.receiver}`;
   return '';
+}
+
+/** A capture's unreadable ranges: `3 (65536 bytes at 1048576, …)`; empty when none. */
+function unreadable(t: Task): string {
+  const ranges = t.outcome?.unreadable ?? [];
+  if (ranges.length === 0) return '';
+  return `${ranges.length} (${ranges.map((r) => `${r.lengthBytes} bytes at ${r.offsetBytes}`).join(', ')})`;
+}
+
+/** A capture's partition table check: `gpt, 3 partitions ending at 33537536, boot partition`. */
+function partitionTable(t: Task): string {
+  const p = t.outcome?.partitionTable;
+  if (!p) return '';
+  if (p.scheme === 'none') return 'none';
+  return `${p.scheme}, ${p.partitionCount} partitions ending at ${p.lastPartitionEndBytes}${p.hasBootPartition ? ', boot partition' : ', no boot partition'}`;
 }
 
 export const taskView: View<Task> = {
@@ -57,6 +73,10 @@ export const taskView: View<Task> = {
     ['progress', describeProgress(t.progress)],
     ['sha256', t.outcome?.sha256 ?? ''],
     ['bytes_written', t.outcome?.bytesWritten ? String(t.outcome.bytesWritten) : ''],
+    ['bytes_sent', t.outcome?.bytesSent ? String(t.outcome.bytesSent) : ''],
+    ['unreadable', unreadable(t)],
+    ['partition_table', partitionTable(t)],
+    ['warnings', (t.outcome?.partitionTable?.warnings ?? []).join('; ')],
     ['error', t.error ? `${t.error.reason}: ${t.error.message}` : ''],
     ['create_time', formatTime(t.createTime)],
     ['start_time', formatTime(t.startTime)],
@@ -73,8 +93,31 @@ export interface TaskCreateOptions {
   image?: string;
   disk?: string;
   full?: boolean;
+  receiver?: string;
+  bs?: string;
+  count?: string;
+  skip?: string;
+  toLastPartition?: boolean;
+  strict?: boolean;
   watch?: boolean;
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 };
+
+/** `dd`'s sizes: `4096`, `512K`, `8M`, `1G` (binary units). UsageError otherwise. */
+export function parseBlockSize(text: string): number {
+  const m = /^([0-9]+)([KMG]?)(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`--bs ${text}: give bytes, or a number with K, M or G (e.g. 8M)`);
+  return Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toUpperCase()] ?? 1);
+}
+
+function parseBlocks(flag: string, text: string | undefined): number {
+  if (text === undefined) return 0;
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(`${flag} ${text}: give a number of blocks`);
+  return Number(text);
+}
+
+const CAPTURE_FLAGS = ['--receiver', '--bs', '--count', '--skip', '--to-last-partition', '--strict'] as const;
 
 /** The TaskSpec of `bmctl task create <kind>`; UsageError when a flag is missing or does not belong. */
 export function taskSpec(kind: Kind, opts: TaskCreateOptions): Record<string, unknown> {
@@ -84,6 +127,27 @@ export function taskSpec(kind: Kind, opts: TaskCreateOptions): Record<string, un
   const refuses = (flag: string, value: unknown) => {
     if (value) throw new UsageError(`${flag} does not go with ${kind}`);
   };
+  if (kind !== 'capture') {
+    const values = [opts.receiver, opts.bs, opts.count, opts.skip, opts.toLastPartition, opts.strict];
+    for (const [i, value] of values.entries()) refuses(CAPTURE_FLAGS[i] as string, value);
+  }
+  if (kind === 'capture') {
+    needs('--disk', opts.disk);
+    needs('--receiver (the image store destination is not available yet)', opts.receiver);
+    refuses('--image', opts.image);
+    refuses('--full', opts.full);
+    return {
+      capture: {
+        disk: opts.disk,
+        receiver: opts.receiver,
+        blockSizeBytes: opts.bs === undefined ? 0 : parseBlockSize(opts.bs),
+        count: parseBlocks('--count', opts.count),
+        skip: parseBlocks('--skip', opts.skip),
+        toLastPartition: opts.toLastPartition ?? false,
+        strict: opts.strict ?? false,
+      },
+    };
+  }
   if (kind === 'deploy') {
     needs('--image', opts.image);
     needs('--disk', opts.disk);
@@ -127,9 +191,11 @@ async function watch(ctx: CommandContext, services: AgentServices, id: string): 
             ? ` (attempt ${t.attempt})`
             : t.error
               ? `: ${t.error.reason}: ${t.error.message}`
-              : t.outcome?.sha256
-                ? `: sha256 ${t.outcome.sha256}`
-                : '';
+              : t.outcome?.partitionTable
+                ? `: ${t.outcome.bytesSent} bytes sent, sha256 ${t.outcome.sha256}${unreadable(t) ? `, unreadable: ${unreadable(t)}` : ''}${t.outcome.partitionTable.warnings.map((w) => `\n  warning: ${w}`).join('')}`
+                : t.outcome?.sha256
+                  ? `: sha256 ${t.outcome.sha256}`
+                  : '';
         ctx.printer().report({
           text: () => `${time} ${kindName(t.kind)} ${t.id} ${stateName(t.state)}${extra}\n`,
           json: () => ({}),
@@ -151,7 +217,7 @@ async function watch(ctx: CommandContext, services: AgentServices, id: string): 
 export function registerTaskCommands(program: Command, ctx: CommandContext): void {
   const noun = program
     .command('task')
-    .description('Work for nodes’ agents: deploy, wipe, inspect, reboot, power off');
+    .description('Work for nodes’ agents: deploy, wipe, inspect, reboot, power off, capture');
 
   const withServices = async <T>(work: (services: AgentServices) => Promise<T>): Promise<T> => {
     const services = new AgentServices(await ctx.connection());
@@ -167,11 +233,17 @@ export function registerTaskCommands(program: Command, ctx: CommandContext): voi
     .description(
       'Queue a task for a node’s agent, e.g. `bmctl task create deploy --node n1 --image ubuntu --disk /dev/sda --watch`',
     )
-    .addArgument(new Argument('<kind>', 'deploy, wipe, inspect, reboot or poweroff').choices(KINDS))
+    .addArgument(new Argument('<kind>', 'deploy, wipe, inspect, reboot, poweroff or capture').choices(KINDS))
     .requiredOption('--node <node>', 'node id or name')
     .option('--image <image>', 'deploy: the image (id or name)')
-    .option('--disk <path>', 'deploy, wipe: the target block device, e.g. /dev/sda')
+    .option('--disk <path>', 'deploy, wipe, capture: the block device, e.g. /dev/sda')
     .option('--full', 'wipe: zero the whole disk, not just both ends')
+    .option('--receiver <host:port>', 'capture: where to stream the disk (bmctl image receive, nc -l)')
+    .option('--bs <size>', 'capture: bytes per read, like dd (default 8M)')
+    .option('--count <blocks>', 'capture: copy only this many blocks (default: to the end)')
+    .option('--skip <blocks>', 'capture: skip this many blocks at the start')
+    .option('--to-last-partition', 'capture: stop after the last partition, not at the end of the disk')
+    .option('--strict', 'capture: fail on an unreadable block instead of sending zeros for it')
     .option('--watch', 'follow the task until it finishes (exit 1 unless it succeeds)')
     .action(async (kind: Kind, opts: TaskCreateOptions) => {
       const spec = taskSpec(kind, opts);
