@@ -20,6 +20,7 @@ import {
   readDevice,
   taskApi,
 } from '../support/agent.ts';
+import { bmctlAgainst } from '../support/bmctl.ts';
 import {
   InventoryApi,
   removeDataDir,
@@ -57,21 +58,9 @@ describe('the agent’s capture task', () => {
   let blank: LoopDevice;
   const tasks = () => taskApi(ctl.address, ctl.token);
 
-  async function bmctl(...argv: string[]) {
-    let stdout = '';
-    let stderr = '';
-    const code = await runBmctl(argv, {
-      env: { INGOT_ENDPOINT: ctl.address, INGOT_DATA_DIR: ctl.dataDir },
-      stdout: (s) => {
-        stdout += s;
-      },
-      stderr: (s) => {
-        stderr += s;
-      },
-      cwd: work,
-    });
-    return { code, stdout, stderr };
-  }
+  const bmctl = bmctlAgainst(() => ({ address: ctl.address, dataDir: ctl.dataDir }), {
+    cwd: () => work,
+  }).run;
 
   /** `bmctl image receive --listen 127.0.0.1:0`: resolves `address` once it listens. */
   function receive(out: string, ...extra: string[]) {

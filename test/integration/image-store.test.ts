@@ -217,7 +217,9 @@ describe.each(BACKENDS)('images on %s', (backend) => {
     // Bound to one image: the same signature on another image's path is refused.
     const other = await images().call('getImage', { id: 'up-gzip' });
     expect((await http(ctl.httpAddress, path.replace(image.id, other.id))).status).toBe(403);
-    expect((await http(ctl.httpAddress, path.replace(/sig=./, 'sig=A'))).status).toBe(403);
+    // One character of the signature changed (to another one: a signature may start with `A`).
+    const tampered = path.replace(/sig=(.)/, (_, c: string) => `sig=${c === 'A' ? 'B' : 'A'}`);
+    expect((await http(ctl.httpAddress, tampered)).status).toBe(403);
     expect((await http(ctl.httpAddress, path.replace(/expires=\d+/, 'expires=9999999999'))).status).toBe(403);
     expect((await http(ctl.httpAddress, `/v1/images/${image.id}/file`)).status).toBe(403);
     // Expired: signed with the controller's own key, an hour ago.

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBmctl } from '../../tools/bmctl/cli.ts';
 import {
   AgentProcess,
   createLoopDevice,
@@ -13,6 +12,7 @@ import {
   makeImage,
   readDevice,
 } from '../support/agent.ts';
+import { bmctlAgainst } from '../support/bmctl.ts';
 import {
   InventoryApi,
   removeDataDir,
@@ -33,21 +33,9 @@ describe('bmctl image, task and node agent-token', () => {
   let agent: AgentProcess | undefined;
   const raw = makeImage(6 * MiB, 21);
 
-  async function bmctl(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const code = await runBmctl(argv, {
-      env: { INGOT_ENDPOINT: ctl.address, INGOT_DATA_DIR: ctl.dataDir },
-      stdout: (s) => {
-        stdout += s;
-      },
-      stderr: (s) => {
-        stderr += s;
-      },
-      cwd,
-    });
-    return { code, stdout, stderr };
-  }
+  const bmctl = bmctlAgainst(() => ({ address: ctl.address, dataDir: ctl.dataDir }), {
+    cwd: () => cwd,
+  }).run;
 
   async function json<T = Record<string, unknown>>(...argv: string[]): Promise<T> {
     const result = await bmctl(...argv, '-o', 'json');
