@@ -198,7 +198,7 @@ describe('netboot with dnsmasq in a network namespace', () => {
     const config = await tftp('pxelinux.cfg/01-52-54-00-77-00-11');
     expect(config).toContain('KERNEL bootstrap/vmlinuz');
     expect(config).toContain(
-      `APPEND ingot.controller=${SERVER_IP}:7700 ingot.http=http://${SERVER_IP}:7780 ingot.node=${ids.node1} ingot.token=${NODE1.token} console=ttyS0`,
+      `APPEND quiet ingot.controller=${SERVER_IP}:7700 ingot.http=http://${SERVER_IP}:7780 ingot.node=${ids.node1} ingot.token=${NODE1.token} console=ttyS0`,
     );
     await netboot.waitForBootFile(ids.node1 as string, { timeoutMs: 30_000 });
     expect(await nodeState(ids.node1 as string)).toBe('fetched');
@@ -222,7 +222,7 @@ describe('netboot with dnsmasq in a network namespace', () => {
     expect(own.status).toBe(200);
     const text = await own.text();
     expect(text).toContain(
-      `kernel http://${SERVER_IP}:7780/boot/vmlinuz initrd=initrd.img ingot.controller=`,
+      `kernel http://${SERVER_IP}:7780/boot/vmlinuz initrd=initrd.img quiet ingot.controller=`,
     );
     expect(text).toContain(`ingot.token=${NODE2.token}`);
     expect(text).toContain(`initrd --name initrd.img http://${SERVER_IP}:7780/boot/initrd.img`);

@@ -38,9 +38,9 @@ describe('netboot files', () => {
     expect(dhcpHostName('--')).toBe('node');
   });
 
-  it('kernel arguments carry the controller addresses, the node and its token, then the operator’s extras', () => {
+  it('kernel arguments: quiet (the token is on them), the controller addresses, the node and its token, then the operator’s extras', () => {
     const args =
-      'ingot.controller=10.0.0.2:7700 ingot.http=http://10.0.0.2:7780 ' +
+      'quiet ingot.controller=10.0.0.2:7700 ingot.http=http://10.0.0.2:7780 ' +
       `ingot.node=${entry.nodeId} ingot.token=${entry.agentToken} console=ttyS0`;
     expect(ipxeScript(entry, kernel, { kernel: 'http://k/vmlinuz', initrd: 'http://k/initrd.img' })).toBe(
       '#!ipxe\n' +

@@ -86,8 +86,13 @@ export interface KernelParams {
 /** Agent tokens go on a kernel command line: no spaces, quotes or shell characters. */
 export const AGENT_TOKEN = /^[A-Za-z0-9._~+/=-]{8,512}$/;
 
+/**
+ * The bootstrap kernel's command line. `quiet` first: the token is on it, and without `quiet` the
+ * kernel prints its whole command line to every console, a serial console logged by a BMC included.
+ */
 export function kernelArgs(e: BootEntry, k: KernelParams): string {
   return [
+    'quiet',
     `ingot.controller=${k.controllerGrpc}`,
     `ingot.http=${k.controllerUrl}`,
     `ingot.node=${e.nodeId}`,
