@@ -19,9 +19,11 @@ import * as instancePb from '../../build/gen/ingot/v1/instance.ts';
 import * as networkPb from '../../build/gen/ingot/v1/network.ts';
 import { type BuiltLabImage, buildLabImage } from '../../tools/lab/lab-image.ts';
 import { startVirtualLab, type VirtualLab } from '../../tools/lab/virtual-lab.ts';
+import { VM_NETBOOT_OPTIONS } from '../../tools/lab/vm-lab.ts';
 import { ensureAgentBinary, imageApi, uploadImage } from './agent.ts';
 import { createPgDatabase, decodeError, InventoryApi, instanceApi, ServiceApi } from './controller.ts';
 import { type ControllerProcess, ProcessTracker } from './process.ts';
+import { ensureVmImages } from './vm-images.ts';
 
 export const PROJECT = 'acme';
 export const FLAVOR = 'bm.lab';
@@ -41,6 +43,11 @@ export interface ProvisioningLabOptions {
   diskMiB?: number;
   /** Project bridges in the lab; the first is the project network. @default ['br-proj'] */
   projectBridges?: string[];
+  /**
+   * QEMU virtual machines as nodes (tools/lab/vm-lab.ts): they PXE-boot the bootstrap image, and the
+   * image is the VM test image (tools/lab/test-image.sh) instead of a lab image.
+   */
+  vm?: boolean;
 }
 
 export interface ProvisioningLab {
@@ -82,12 +89,14 @@ export interface ProvisioningLab {
 
 export async function startProvisioningLab(opts: ProvisioningLabOptions): Promise<ProvisioningLab> {
   const agentBinary = await ensureAgentBinary();
+  const vmImage = opts.vm ? await ensureVmImages() : undefined;
   const projectBridges = opts.projectBridges ?? ['br-proj'];
   const lab = await startVirtualLab({
     count: opts.count,
     agentBinary,
     projectNetworks: projectBridges,
     ...(opts.diskMiB ? { diskMiB: opts.diskMiB } : {}),
+    ...(opts.vm ? { vm: true } : {}),
   });
   const tracker = new ProcessTracker();
   const work = mkdtempSync(join(tmpdir(), 'ingot-prov-'));
@@ -121,7 +130,13 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
           httpAdvertiseUrl: `http://${lab.hostAddress}:${httpPort}`,
           agentBinary,
           logLevel: 'debug',
-          netboot: { dir: netbootDir, subnet: lab.serviceSubnet, ...netboot },
+          netboot: {
+            dir: netbootDir,
+            subnet: lab.serviceSubnet,
+            // The bootstrap image logs to the VMs' serial consoles.
+            ...(opts.vm ? { kernelArgs: 'console=ttyS0', extraOptions: VM_NETBOOT_OPTIONS } : {}),
+            ...netboot,
+          },
           provisioning: { scanIntervalMs: 500, ...opts.provisioning },
         }),
       );
@@ -148,8 +163,9 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
     await enrollLab(lab, inventory, networks);
     const images = imageApi(address, token);
     clients.push(images);
-    const addImage = async (name: string, sizeMiB: number) => {
-      const built = await buildLabImage(join(work, `${name}.raw`), { sizeMiB, marker: 'ingot-lab-os' });
+    const addImage = async (name: string, sizeMiB: number) =>
+      upload(name, await buildLabImage(join(work, `${name}.raw`), { sizeMiB, marker: 'ingot-lab-os' }));
+    const upload = async (name: string, built: BuiltLabImage) => {
       const created = await images.call('createImage', {
         image: {
           name,
@@ -160,7 +176,7 @@ export async function startProvisioningLab(opts: ProvisioningLabOptions): Promis
       await uploadImage(address, token, { id: created.id }, await readFile(built.path));
       return { ...built, id: created.id };
     };
-    const image = await addImage(IMAGE, opts.imageMiB ?? 16);
+    const image = vmImage ? await upload(IMAGE, vmImage) : await addImage(IMAGE, opts.imageMiB ?? 16);
 
     return {
       lab,

@@ -37,6 +37,10 @@ TEST_DEBS=(
   curl             # bench-imaging's baseline (curl | dd)
   qemu-system-x86  # the bootstrap image booted under QEMU (TCG): test/integration/bootstrap.test.ts
   ipxe-qemu        # QEMU's NIC option ROMs (virtio-net-pci needs efi-virtio.rom)
+  syslinux         # syslinux (mtools installer): the VM test image's boot loader (tools/lab/test-image.sh)
+  syslinux-common  # mbr.bin and ldlinux for it
+  mtools           # mcopy: files into the test image's FAT without mounting it
+  dosfstools       # mkfs.fat
 )
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

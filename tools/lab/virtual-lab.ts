@@ -14,9 +14,14 @@
  * loop device over a sparse file, and an ipmi_sim BMC that runs tools/lab/virtual-node.ts inside
  * the namespace on power-on (PXE: DHCP as iPXE, boot script, agent; disk: verify the lab image).
  *
+ * With `vm`, each node is a QEMU virtual machine instead (vm-lab.ts): its NIC a tap `p<i>` in the
+ * switch namespace, its disk a raw file (`/dev/vda` in the guest), PXE by QEMU's iPXE ROM, its serial
+ * console in `logFile`; the same BMC starts, stops and resets QEMU. No node namespace, no loop device.
+ *
  * Everything is removed by `stop()` (and, best effort, when the process exits): BMCs and nodes by
  * PID, loop devices by name, namespaces (and with them every interface, the host's veth included).
- * Needs root, iproute2, busybox, util-linux (losetup) and openipmi.
+ * Needs root, iproute2, busybox, util-linux (losetup) and openipmi; with `vm`, qemu-system-x86 and
+ * ipxe-qemu.
  */
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
@@ -42,6 +47,7 @@ import { execa } from 'execa';
 import { type BmcLab, type SimBmc, startBmcLab } from './bmc-lab.ts';
 import { NetnsLab } from './netns-lab.ts';
 import { isLive } from './processes.ts';
+import { createVmNode, testImageAddress, type VmOptions } from './vm-lab.ts';
 
 const VIRTUAL_NODE = fileURLToPath(new URL('./virtual-node.ts', import.meta.url));
 const REPO_NODE = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
@@ -75,6 +81,8 @@ export interface VirtualLabOptions {
   projectNetworks?: string[];
   /** Parent directory of the lab's files. @default the system temp dir */
   dir?: string;
+  /** QEMU virtual machines as nodes (vm-lab.ts), booting the bootstrap image and deployed disks. */
+  vm?: VmOptions | boolean;
 }
 
 export interface ProjectNetwork {
@@ -92,17 +100,23 @@ export interface VirtualNode {
   serviceIp: string;
   /** Its port in the switch namespace, `p<i>`: the Linux-bridge driver moves it between bridges. */
   switchPort: string;
-  /** Its disk, e.g. `/dev/loop3`. */
+  /** Its disk as the node sees it (its root disk to enrol), e.g. `/dev/loop3`; `/dev/vda` in a VM. */
   disk: string;
-  /** Its namespace: `eth0` inside is its NIC. */
+  /** Its disk on this host: the loop device, or a VM's raw file. */
+  diskFile: string;
+  /** Its namespace: `eth0` inside is its NIC. Empty for a VM (its NIC is a tap in the switch). */
   ns: string;
-  /** What the node configures on `eth0` after booting a lab image, e.g. `10.123.9.10/24`. */
+  /**
+   * What the node configures on its NIC after booting a lab image, e.g. `10.123.9.10/24`; a VM's
+   * test image takes an IPv4 link-local address from its MAC (vm-lab.ts), e.g. `169.254.7.3/16`.
+   */
   projectIp: string;
   bmc: SimBmc;
-  /** The virtual node's configuration (JSON), read on every power-on. */
+  /** The virtual node's configuration (JSON for a process node, shell for a VM), read on every power-on. */
   configFile: string;
-  /** What the node printed: `<bmc dir>/node.log`. */
+  /** What the node printed: `<bmc dir>/node.log`; a VM's serial console. */
   logFile: string;
+  kind: 'process' | 'vm';
 }
 
 /** A namespace plugged into a project bridge, to show that a node is on that network. */
@@ -166,10 +180,12 @@ export interface LabDescription {
   loopFiles: string[];
   nodes: {
     name: string;
+    kind: 'process' | 'vm';
     mac: string;
     serviceIp: string;
     switchPort: string;
     disk: string;
+    diskFile: string;
     ns: string;
     projectIp: string;
     logFile: string;
@@ -260,6 +276,18 @@ export async function startVirtualLab(opts: VirtualLabOptions): Promise<VirtualL
 
     const switchNs = await netns.namespace('sw');
     await netns.bridge(switchNs, SERVICE_BRIDGE, { cidr: `${switchAddress}/24` });
+    // VM labs: an IPv6 address for dnsmasq's router advertisements (vm-lab.ts VM_NETBOOT_OPTIONS).
+    if (opts.vm)
+      await ip([
+        '-n',
+        switchNs,
+        'addr',
+        'add',
+        `fd00:${c.toString(16)}:${b.toString(16)}::2/64`,
+        'dev',
+        SERVICE_BRIDGE,
+        'nodad',
+      ]);
     for (const p of projectNetworks) await netns.bridge(switchNs, p.bridge);
 
     // The host's end: created here, its peer moved into the switch namespace at once, so deleting
@@ -279,11 +307,36 @@ export async function startVirtualLab(opts: VirtualLabOptions): Promise<VirtualL
     const macBase = `52:54:00:${id.slice(2, 4)}:${id.slice(4, 6)}`;
     mkdirSync(join(dir, 'disks'));
     mkdirSync(join(dir, 'nodes'));
+    const nodeBin = existsSync(REPO_NODE) ? REPO_NODE : process.execPath;
+    const ipBin = ipBinary();
+    const vm = opts.vm === true ? {} : opts.vm || undefined;
     const specs = await Promise.all(
       Array.from({ length: count }, async (_, i) => {
         const name = `node${i}`;
-        const ns = await netns.namespace(`n${i}`);
         const mac = `${macBase}:${i.toString(16).padStart(2, '0')}`;
+        const serviceIp = `${net(0)}.${10 + i}`;
+        if (vm) {
+          const files = await createVmNode({
+            switchNs,
+            bridge: SERVICE_BRIDGE,
+            index: i,
+            name,
+            mac,
+            dir,
+            diskBytes,
+            ipBinary: ipBin,
+            vm,
+          });
+          const config = { name, ns: '', mac, disk: '/dev/vda', serviceIp, projectIp: testImageAddress(mac) };
+          return {
+            config,
+            configFile: files.nodeCommand.at(-1) as string,
+            diskFile: files.diskFile,
+            serialLog: files.serialLog,
+            nodeCommand: files.nodeCommand,
+          };
+        }
+        const ns = await netns.namespace(`n${i}`);
         await netns.veth({ ns: switchNs, name: `p${i}`, master: SERVICE_BRIDGE }, { ns, name: 'eth0', mac });
         const file = join(dir, 'disks', `${name}.img`);
         writeFileSync(file, '');
@@ -301,43 +354,46 @@ export async function startVirtualLab(opts: VirtualLabOptions): Promise<VirtualL
           mac,
           disk: loop.device,
           agentBinary,
-          serviceIp: `${net(0)}.${10 + i}`,
+          serviceIp,
           projectIp: `${net(1)}.${10 + i}/24`,
         };
         const configFile = join(dir, 'nodes', `${name}.json`);
         writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
-        return { config, configFile };
+        return {
+          config,
+          configFile,
+          diskFile: loop.device,
+          serialLog: undefined,
+          nodeCommand: [ipBin, 'netns', 'exec', ns, nodeBin, VIRTUAL_NODE, configFile],
+        };
       }),
     );
-    const nodeBin = existsSync(REPO_NODE) ? REPO_NODE : process.execPath;
-    const ipBin = ipBinary();
     bmcLab = await startBmcLab({
       dir,
-      bmcs: specs.map(({ config, configFile }) => ({
-        name: config.name,
-        nodeCommand: [ipBin, 'netns', 'exec', config.ns, nodeBin, VIRTUAL_NODE, configFile],
-      })),
+      bmcs: specs.map(({ config, nodeCommand }) => ({ name: config.name, nodeCommand })),
     });
     const bmcs = bmcLab.bmcs;
-    const nodes: VirtualNode[] = specs.map(({ config, configFile }, i) => {
+    const nodes: VirtualNode[] = specs.map(({ config, configFile, diskFile, serialLog }, i) => {
       const bmc = bmcs.find((x) => x.name === config.name);
       if (!bmc) throw new Error(`no BMC for ${config.name}`);
       return {
         name: config.name,
+        kind: vm ? 'vm' : 'process',
         mac: config.mac,
         serviceIp: config.serviceIp,
         switchPort: `p${i}`,
         disk: config.disk,
+        diskFile,
         ns: config.ns,
         projectIp: config.projectIp,
         bmc,
         configFile,
-        logFile: join(bmc.dir, 'node.log'),
+        logFile: serialLog ?? join(bmc.dir, 'node.log'),
       };
     });
 
     const probes: Probe[] = [];
-    const namespaces = [switchNs, ...nodes.map((n) => n.ns)];
+    const namespaces = [switchNs, ...nodes.map((n) => n.ns).filter(Boolean)];
     const lab: VirtualLab = {
       id,
       dir,
@@ -363,6 +419,8 @@ export async function startVirtualLab(opts: VirtualLabOptions): Promise<VirtualL
           { ns: switchNs, name: `q${n}`, master: bridge },
           { ns, name: 'eth0', cidr: `${address}/24` },
         );
+        // VMs' test images are link-local (vm-lab.ts): 169.254.255.x is outside their range.
+        if (vm) await ip(['-n', ns, 'addr', 'add', `169.254.255.${250 - n}/16`, 'dev', 'eth0']);
         const probe = { ns, bridge, address };
         probes.push(probe);
         return probe;
@@ -386,13 +444,15 @@ export async function startVirtualLab(opts: VirtualLabOptions): Promise<VirtualL
           switchAddress,
           projectNetworks,
           namespaces: [...namespaces],
-          loopFiles: specs.map((s) => join(dir, 'disks', `${s.config.name}.img`)),
+          loopFiles: vm ? [] : specs.map((s) => join(dir, 'disks', `${s.config.name}.img`)),
           nodes: nodes.map((n) => ({
             name: n.name,
+            kind: n.kind,
             mac: n.mac,
             serviceIp: n.serviceIp,
             switchPort: n.switchPort,
             disk: n.disk,
+            diskFile: n.diskFile,
             ns: n.ns,
             projectIp: n.projectIp,
             logFile: n.logFile,
