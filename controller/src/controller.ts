@@ -45,6 +45,7 @@ import { agentRoutes } from './http/agent-routes.ts';
 import { bootstrapRoutes } from './http/bootstrap-routes.ts';
 import { imageRoutes } from './http/image-routes.ts';
 import { createHttpServer } from './http/server.ts';
+import { ImageCaptures } from './images/image-captures.ts';
 import { ImageStore } from './images/image-store.ts';
 import { UrlSigner } from './images/url-signer.ts';
 import type { Logger } from './log/logger.ts';
@@ -105,6 +106,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const signer = new UrlSigner(secrets.derive('image-url-signing'));
     const tasks = new TaskQueue({ db, bus, signer, log });
     const agents = new AgentSessions({ db, queue: tasks, httpBase });
+    const captures = new ImageCaptures({ db, store: imageStore, tasks, log, settings: config.capture });
     const instanceBus = new InstanceBus();
     // Created once gRPC is bound (the agents' address needs the port), then used by the services.
     let netboot: DnsmasqNetboot | undefined;
@@ -127,9 +129,9 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
           reboot: (em, instance, hard, signal) => rebootNode(em, { power, secrets }, instance, hard, signal),
         }),
       ],
-      [ImageServiceService, imageHandlers({ db, store: imageStore, signer, log, httpBase })],
+      [ImageServiceService, imageHandlers({ db, store: imageStore, signer, log, httpBase, captures })],
       [AgentServiceService, agentHandlers(agents)],
-      [TaskServiceService, taskHandlers(tasks)],
+      [TaskServiceService, taskHandlers(tasks, captures)],
       [PowerServiceService, powerHandlers({ secrets, power })],
       [NetworkServiceService, networkHandlers(network)],
     ];
@@ -224,6 +226,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         for (const name of ['', ...serviceNames]) health.setStatus(name, 'NOT_SERVING');
         // HTTP keeps answering /healthz (503) while gRPC calls drain, so balancers see the stop.
         await provisioner?.stop();
+        await captures.stop();
         await drainGrpc(server);
         await drainHttp(listening);
         await powerSync.stop();

@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TaskState } from '../../build/gen/ingot/v1/task.ts';
 import { runBmctl } from '../../tools/bmctl/cli.ts';
 import {
-  AgentProcess,
-  agentApi,
+  type AgentProcess,
   createLoopDevice,
   ensureAgentBinary,
   eventually,
@@ -18,15 +17,11 @@ import {
   type LoopDevice,
   makeImage,
   readDevice,
+  startNodeAgent,
   taskApi,
 } from '../support/agent.ts';
 import { bmctlAgainst } from '../support/bmctl.ts';
-import {
-  InventoryApi,
-  removeDataDir,
-  startTestController,
-  type TestController,
-} from '../support/controller.ts';
+import { removeDataDir, startTestController, type TestController } from '../support/controller.ts';
 import { freeTcpPort } from '../support/provisioning-lab.ts';
 
 // The agent's capture task against stock netcat and `bmctl image receive`: byte-exact streams both
@@ -125,28 +120,14 @@ describe('the agent’s capture task', () => {
     await handle.write(Buffer.alloc(MiB), 0, MiB, gpt.sizeBytes - MiB);
     await handle.close();
     await run('sgdisk', ['-o', '-n', '1:2048:+4M', '-t', '1:ef00', '-n', '2:0:0', '-t', '2:8300', gpt.path]);
-    await new InventoryApi(ctl.address, ctl.token).call('createNode', {
-      node: {
-        name: 'capture-node',
-        ip: '10.9.6.1',
-        mac: NODE_MAC,
-        cpus: 1,
-        ramMb: 512,
-        diskGb: 1,
-        bmcAddress: '10.9.7.1',
-        bmcUsername: 'a',
+    agent = await startNodeAgent(
+      ctl,
+      { name: 'capture-node', ip: '10.9.6.1', mac: NODE_MAC, bmcAddress: '10.9.7.1' },
+      {
+        disks: [mbr.path, gpt.path, blank.path],
+        env: { INGOT_AGENT_UNREADABLE_FOR_TESTS: BAD.map((b) => `${b.offset}:${b.length}`).join(',') },
       },
-    });
-    const token = (await agentApi(ctl.address, ctl.token).call('createAgentToken', { node: 'capture-node' }))
-      .token;
-    agent = AgentProcess.start({
-      controller: ctl.address,
-      token,
-      disks: [mbr.path, gpt.path, blank.path],
-      macs: [NODE_MAC],
-      env: { INGOT_AGENT_UNREADABLE_FOR_TESTS: BAD.map((b) => `${b.offset}:${b.length}`).join(',') },
-    });
-    await agent.waitFor('connected', (l) => l.msg === 'connected to the controller');
+    );
   });
 
   afterAll(async () => {
@@ -343,10 +324,7 @@ describe('the agent’s capture task', () => {
       spec: { capture: { disk: '/dev/sda' } },
     });
     expect(noDestination.violations).toEqual([
-      {
-        field: 'spec.capture.receiver',
-        description: expect.stringContaining('image store is not available yet'),
-      },
+      { field: 'spec.capture.image', description: expect.stringContaining('or a receiver HOST:PORT') },
     ]);
     const tooBig = await tasks().fail('createTask', {
       node: 'capture-node',

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as agentPb from '../../build/gen/ingot/v1/agent.ts';
 import * as imagePb from '../../build/gen/ingot/v1/image.ts';
 import * as taskPb from '../../build/gen/ingot/v1/task.ts';
-import { decodeError, ServiceApi } from './controller.ts';
+import { decodeError, InventoryApi, ServiceApi } from './controller.ts';
 import { REPO_ROOT } from './process.ts';
 
 const run = promisify(execFile);
@@ -138,6 +138,24 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * Registers a node (its BMC is never called) and starts a real agent for it with an agent token of its
+ * own; resolves once the agent is connected.
+ */
+export async function startNodeAgent(
+  ctl: { address: string; token: string },
+  node: { name: string; ip: string; mac: string; bmcAddress: string },
+  opts: Omit<AgentOptions, 'controller' | 'token' | 'macs'>,
+): Promise<AgentProcess> {
+  await new InventoryApi(ctl.address, ctl.token).call('createNode', {
+    node: { ...node, cpus: 1, ramMb: 512, diskGb: 1, bmcUsername: 'a' },
+  });
+  const { token } = await agentApi(ctl.address, ctl.token).call('createAgentToken', { node: node.name });
+  const agent = AgentProcess.start({ ...opts, controller: ctl.address, token, macs: [node.mac] });
+  await agent.waitFor('connected', (l) => l.msg === 'connected to the controller');
+  return agent;
 }
 
 /** One JSON log line of the agent. */

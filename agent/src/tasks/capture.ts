@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { CaptureSpec, UnreadableRange } from '../../../build/gen/ingot/v1/task.ts';
 import { isMediumError, openDiskReadOnly, type ReadOnlyDisk } from '../disk/block-reader.ts';
 import { checkPartitionTable } from '../disk/partition-table.ts';
+import { CaptureStream } from '../transport/capture-stream.ts';
 import { TcpSender } from '../transport/tcp-sender.ts';
 import type { TaskContext, TaskOutcomeValue } from './context.ts';
 import { Reason, TaskFailure } from './task-failure.ts';
@@ -27,7 +27,8 @@ function splitReceiver(receiver: string): { host: string; port: number } {
 /**
  * Reads a disk with `dd` semantics (`bs`, `skip`, `count`, and
  * `conv=sync,noerror` unless strict) and streams the bytes to a TCP
- * receiver, byte-exact and with nothing added, hashing them on the way.
+ * receiver, byte-exact and with nothing added (zstd-compressed with
+ * `compress`, for the image store), hashing what it sends on the way.
  * Checks the partition table first and reports what it found. The disk is
  * opened read-only. Reads and sends overlap: one block is read while the
  * previous one is being sent; a slow receiver slows the reads (two blocks of
@@ -72,27 +73,19 @@ export async function capture(spec: CaptureSpec, ctx: TaskContext): Promise<Task
     const total = end - start;
     const { host, port } = splitReceiver(spec.receiver);
     progress.update('connecting', 0, total, `to ${spec.receiver}`);
-    const sender = await TcpSender.connect(host, port, signal);
+    const wire = new CaptureStream(await TcpSender.connect(host, port, signal), { compress: spec.compress });
     log.info(
-      { disk: disk.path, receiver: spec.receiver, start, bytes: total, blockBytes },
+      { disk: disk.path, receiver: spec.receiver, start, bytes: total, blockBytes, compress: spec.compress },
       'capture started',
     );
     try {
-      const result = await stream(disk, sender, { start, end, blockBytes, strict: spec.strict, ctx });
-      await sender.end();
+      const unreadable = await stream(disk, wire, { start, end, blockBytes, strict: spec.strict, ctx });
+      const sent = await wire.end();
       progress.update('done', total, total);
-      log.info(
-        { disk: disk.path, bytes: total, sha256: result.sha256, unreadable: result.unreadable.length },
-        'capture finished',
-      );
-      return {
-        sha256: result.sha256,
-        bytesSent: total,
-        unreadable: result.unreadable,
-        partitionTable: table,
-      };
+      log.info({ disk: disk.path, bytes: total, ...sent, unreadable: unreadable.length }, 'capture finished');
+      return { ...sent, bytesRead: total, unreadable, partitionTable: table };
     } catch (err) {
-      sender.destroy();
+      wire.destroy();
       throw err;
     }
   } finally {
@@ -100,14 +93,14 @@ export async function capture(spec: CaptureSpec, ctx: TaskContext): Promise<Task
   }
 }
 
+/** Reads `start`–`end` block by block into `wire`; returns the ranges sent as zeros. */
 async function stream(
   disk: ReadOnlyDisk,
-  sender: TcpSender,
+  wire: CaptureStream,
   opts: { start: number; end: number; blockBytes: number; strict: boolean; ctx: TaskContext },
-): Promise<{ sha256: string; unreadable: UnreadableRange[] }> {
+): Promise<UnreadableRange[]> {
   const { start, end, blockBytes, ctx } = opts;
   const total = end - start;
-  const hash = createHash('sha256');
   const unreadable: UnreadableRange[] = [];
   // Block i is read into buffers[i % 2] once block i - 2's send has finished (awaited before sending i - 1).
   const buffers = [Buffer.allocUnsafe(blockBytes), Buffer.allocUnsafe(blockBytes)];
@@ -137,16 +130,14 @@ async function stream(
         `unreadable: ${range.lengthBytes} bytes at offset ${range.offsetBytes}; sent as zeros`,
       );
     }
-    const data = buffer.subarray(0, length);
-    hash.update(data);
     await sending;
-    sending = sender.write(data);
+    sending = wire.write(buffer.subarray(0, length));
     // Awaited on the next round; a failure must not count as unhandled meanwhile.
     sending.catch(() => {});
     ctx.progress.update('capturing', position + length - start, total);
   }
   await sending;
-  return { sha256: hash.digest('hex'), unreadable };
+  return unreadable;
 }
 
 /**

@@ -22,8 +22,12 @@ export interface TaskOutcomeValue {
   sha256?: string;
   bytesWritten?: number;
   inventory?: HardwareInventory;
-  /** Capture: bytes sent to the receiver, the ranges sent as zeros, the partition table check. */
+  /**
+   * Capture: bytes sent to the receiver and read from the disk (fewer sent when compressed), the ranges
+   * sent as zeros, the partition table check.
+   */
   bytesSent?: number;
+  bytesRead?: number;
   unreadable?: UnreadableRange[];
   partitionTable?: PartitionTableReport;
   /** Runs once the controller has recorded the outcome (reboot and power off happen then). */

@@ -86,6 +86,7 @@ export class TaskRunner {
             bytesWritten: outcome.bytesWritten ?? 0,
             inventory: outcome.inventory,
             bytesSent: outcome.bytesSent ?? 0,
+            bytesRead: outcome.bytesRead ?? 0,
             unreadable: outcome.unreadable ?? [],
             partitionTable: outcome.partitionTable,
           },

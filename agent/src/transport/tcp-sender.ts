@@ -29,7 +29,8 @@ export class TcpSender {
   /** Connects to `host:port`; RECEIVER_UNREACHABLE when nobody listens there. */
   static async connect(host: string, port: number, signal: AbortSignal): Promise<TcpSender> {
     const receiver = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS });
+    // A receiver may close its sending side early (busybox `nc -l` does when its stdin ends): keep ours.
+    const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS, allowHalfOpen: true });
     try {
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => reject(signal.reason);
@@ -89,9 +90,13 @@ export class TcpSender {
     this.#socket.destroy();
   }
 
-  /** Drops the connection at once (failure, cancel): the receiver sees a short stream. */
+  /**
+   * Drops the connection at once (failure, cancel) with a reset, not a FIN: the receiver sees a broken
+   * stream, not one that merely ended early.
+   */
   destroy(): void {
-    this.#socket.destroy();
+    if (this.#socket.destroyed) return;
+    this.#socket.resetAndDestroy();
   }
 
   #failed(err: Error): TaskFailure {

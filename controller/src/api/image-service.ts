@@ -4,6 +4,7 @@ import * as pb from '../../../build/gen/ingot/v1/image.ts';
 import { ImageNotActiveError } from '../domain/agent-errors.ts';
 import { InvalidArgumentError } from '../domain/errors.ts';
 import { imageFilePath } from '../http/image-routes.ts';
+import { type ImageCaptures, RECEIVE_TTL_DEFAULT_MS, RECEIVE_TTL_MAX_MS } from '../images/image-captures.ts';
 import type { ImageStore } from '../images/image-store.ts';
 import { createImage, deleteImage, findImage, uploadImage, visibleWhere } from '../images/images.ts';
 import type { UrlSigner } from '../images/url-signer.ts';
@@ -21,7 +22,7 @@ const MEMBERS_TOO: Access = ['admin', 'member'];
 const DEFAULT_URL_TTL_MS = 10 * 60_000;
 const MAX_URL_TTL_MS = 7 * 24 * 3600_000;
 
-const OS_TYPES: Record<OsType, pb.OsType> = {
+export const OS_TYPES: Record<OsType, pb.OsType> = {
   linux: pb.OsType.OS_TYPE_LINUX,
   windows: pb.OsType.OS_TYPE_WINDOWS,
 };
@@ -30,7 +31,7 @@ const FORMATS: Record<DiskFormat, pb.DiskFormat> = {
   gzip: pb.DiskFormat.DISK_FORMAT_RAW_GZIP,
   zstd: pb.DiskFormat.DISK_FORMAT_RAW_ZSTD,
 };
-const VISIBILITIES: Record<ImageVisibility, pb.ImageVisibility> = {
+export const VISIBILITIES: Record<ImageVisibility, pb.ImageVisibility> = {
   public: pb.ImageVisibility.IMAGE_VISIBILITY_PUBLIC,
   project: pb.ImageVisibility.IMAGE_VISIBILITY_PROJECT,
 };
@@ -42,7 +43,7 @@ const STATUSES: Record<ImageStatus, pb.ImageStatus> = {
 };
 
 /** The inverse of a mapping above; unset (0) gives undefined, an unknown value a violation. */
-function fromProto<K extends string>(
+export function fromProto<K extends string>(
   map: Record<K, number>,
   value: number,
   field: string,
@@ -79,9 +80,13 @@ export interface ImageServiceDeps {
   log: Logger;
   /** This controller's HTTP base URL as a client that dialled `authority` reaches it. */
   httpBase: (authority: string) => string;
+  captures: ImageCaptures;
 }
 
-/** ImageService: register, upload, list, delete images and hand out signed download URLs. */
+/**
+ * ImageService: register, upload, list, delete images, hand out signed download URLs, and open
+ * capture ports that receive an image over plain TCP.
+ */
 export function imageHandlers(deps: ImageServiceDeps): Handlers {
   const one = async (_em: EntityManager, image: Image) => imageToProto(image);
   const create: Method<pb.CreateImageRequest, pb.Image> = {
@@ -167,6 +172,18 @@ export function imageHandlers(deps: ImageServiceDeps): Handlers {
       };
     },
   };
+  const receive: Method<pb.ReceiveImageRequest, pb.ReceiveImageResponse> = {
+    access: MEMBERS_TOO,
+    async handle(req, { caller }) {
+      const ttlMs = durationMs(req.ttl, 'ttl', RECEIVE_TTL_DEFAULT_MS, RECEIVE_TTL_MAX_MS);
+      const opened = await deps.captures.receive(caller, req.id, {
+        ...(req.expectedSizeBytes ? { expectedSizeBytes: req.expectedSizeBytes } : {}),
+        ...(req.expectedSha256 ? { expectedSha256: req.expectedSha256 } : {}),
+        ttlMs,
+      });
+      return { ...opened, image: imageToProto(opened.image) };
+    },
+  };
   return {
     CreateImage: create,
     UploadImage: upload,
@@ -174,5 +191,6 @@ export function imageHandlers(deps: ImageServiceDeps): Handlers {
     ListImages: list,
     DeleteImage: remove,
     CreateImageUrl: url,
+    ReceiveImage: receive,
   } as Handlers;
 }

@@ -56,6 +56,7 @@ function outcomeToProto(o: TaskOutcomeBody): pb.TaskOutcome {
     bytesWritten: o.bytesWritten,
     inventory: o.inventory ? hardwareToProto(o.inventory) : undefined,
     bytesSent: o.bytesSent ?? 0,
+    bytesRead: o.bytesRead ?? 0,
     unreadable: (o.unreadable ?? []).map((r) => ({ ...r })),
     partitionTable: o.partitionTable
       ? { ...o.partitionTable, warnings: [...o.partitionTable.warnings] }

@@ -11,18 +11,9 @@ import {
 import { InvalidArgumentError, NotFoundError } from '../domain/errors.ts';
 import { isId } from '../domain/formats.ts';
 import { DISK_HINT } from '../domain/inventory.ts';
-import {
-  CAPTURE_BLOCK_BYTES_DEFAULT,
-  CAPTURE_BLOCK_BYTES_MAX,
-  CAPTURE_BLOCK_BYTES_MIN,
-  type CaptureSpecBody,
-  isDiskPath,
-  isFinished,
-  parseHostPort,
-  type TaskKind,
-  type TaskSpecBody,
-} from '../domain/tasks.ts';
+import { isDiskPath, isFinished, type TaskKind, type TaskSpecBody } from '../domain/tasks.ts';
 import { Violations } from '../domain/violations.ts';
+import type { ImageCaptures } from '../images/image-captures.ts';
 import { findImage } from '../images/images.ts';
 import { Node } from '../store/entities/node.ts';
 import { Task, TaskEvent } from '../store/entities/task.ts';
@@ -56,13 +47,16 @@ async function findTask(em: EntityManager, id: string): Promise<Task> {
   return task;
 }
 
-/** Validates a TaskSpec: exactly one kind, its fields, and for deploys an ACTIVE image that fits the disk. */
+/**
+ * Validates a TaskSpec: exactly one kind, its fields, and for deploys an ACTIVE image that fits the
+ * disk. A capture is returned as given: ImageCaptures checks it (and may open a capture port for it).
+ */
 async function resolveSpec(
   em: EntityManager,
   queue: TaskQueue,
   node: Node,
   spec: pb.TaskSpec | undefined,
-): Promise<{ kind: TaskKind; body: TaskSpecBody; imageId?: string }> {
+): Promise<{ kind: TaskKind; body: TaskSpecBody; imageId?: string } | { capture: pb.CaptureSpec }> {
   const violations = new Violations();
   const set = spec
     ? (['deploy', 'wipe', 'inspect', 'reboot', 'poweroff', 'capture'] as const).filter((k) => spec[k])
@@ -73,6 +67,7 @@ async function resolveSpec(
   }
   const kind = set[0] as TaskKind;
   const s = spec as pb.TaskSpec;
+  if (s.capture) return { capture: s.capture };
   if (s.deploy) {
     if (!isDiskPath(s.deploy.disk)) violations.add('spec.deploy.disk', DISK_HINT);
     if (!s.deploy.image.trim()) violations.add('spec.deploy.image', 'is required (an image id or name)');
@@ -98,58 +93,25 @@ async function resolveSpec(
     violations.throwIfAny();
     return { kind, body: { wipe: { disk: s.wipe.disk, full: s.wipe.full } } };
   }
-  if (s.capture) return { kind, body: { capture: captureBody(s.capture, violations) } };
   return { kind, body: { [kind]: {} } };
 }
 
-/** A capture spec's fields checked and its defaults filled in; throws the violations found. */
-function captureBody(c: pb.CaptureSpec, violations: Violations): CaptureSpecBody {
-  if (!isDiskPath(c.disk)) violations.add('spec.capture.disk', DISK_HINT);
-  const blockSizeBytes = c.blockSizeBytes || CAPTURE_BLOCK_BYTES_DEFAULT;
-  if (
-    blockSizeBytes < CAPTURE_BLOCK_BYTES_MIN ||
-    blockSizeBytes > CAPTURE_BLOCK_BYTES_MAX ||
-    blockSizeBytes % 512 !== 0
-  ) {
-    violations.add(
-      'spec.capture.block_size_bytes',
-      `must be a multiple of 512 from 512 to ${CAPTURE_BLOCK_BYTES_MAX} (64 MiB), or 0 for 8 MiB`,
-    );
-  }
-  const receiver = c.receiver.trim();
-  if (!receiver) {
-    violations.add(
-      'spec.capture.receiver',
-      'is required: capturing into the image store is not available yet; give the HOST:PORT of a receiver (bmctl image receive --listen PORT, or nc -l PORT > FILE)',
-    );
-  } else if (!parseHostPort(receiver)) {
-    violations.add('spec.capture.receiver', 'must be HOST:PORT (an IPv6 address in brackets), port 1-65535');
-  }
-  violations.throwIfAny();
-  return {
-    disk: c.disk,
-    blockSizeBytes,
-    count: c.count,
-    skip: c.skip,
-    toLastPartition: c.toLastPartition,
-    strict: c.strict,
-    receiver,
-  };
-}
-
 /** TaskService: operators' view of agent tasks, and WatchTask for live progress. */
-export function taskHandlers(queue: TaskQueue): Handlers {
+export function taskHandlers(queue: TaskQueue, captures: ImageCaptures): Handlers {
   const create: Method<pb.CreateTaskRequest, pb.Task> = {
     access: ADMIN_ONLY,
-    async handle(req, { em }) {
+    async handle(req, { em, caller }) {
       const node = await findByRef(em, 'node', Node, req.node);
-      const { kind, body, imageId } = await resolveSpec(em, queue, node, req.spec);
-      const task = await queue.create(em, {
-        nodeId: node.id,
-        kind,
-        spec: body,
-        ...(imageId ? { imageId } : {}),
-      });
+      const resolved = await resolveSpec(em, queue, node, req.spec);
+      const task =
+        'capture' in resolved
+          ? await captures.createTask(em, caller, node.id, resolved.capture)
+          : await queue.create(em, {
+              nodeId: node.id,
+              kind: resolved.kind,
+              spec: resolved.body,
+              ...(resolved.imageId ? { imageId: resolved.imageId } : {}),
+            });
       return taskToProto(task, new Map([[node.id, node.name]]));
     },
   };

@@ -348,6 +348,7 @@ function resultBody(result: TaskResult): ReportedResult {
         ...(result.outcome.partitionTable
           ? {
               bytesSent: result.outcome.bytesSent,
+              bytesRead: result.outcome.bytesRead,
               unreadable: result.outcome.unreadable.map((r) => ({
                 offsetBytes: r.offsetBytes,
                 lengthBytes: r.lengthBytes,

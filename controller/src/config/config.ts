@@ -61,6 +61,30 @@ const ProvisioningSettings = z
 
 export type ProvisioningSettings = z.infer<typeof ProvisioningSettings>;
 
+const port = z.number().int().min(1).max(65535);
+
+/** The image store's capture ports (plain TCP, one connection each); set in the config file under `capture`. */
+const CaptureSettings = z
+  .object({
+    /** Address the capture ports listen on. @default the host of `httpListen` */
+    listenHost: z.string().default(''),
+    /**
+     * Host nodes and operators send to (`dd | nc HOST PORT`). @default the host of `netboot.controllerUrl`,
+     * else of `httpAdvertiseUrl`, else `listenHost` (127.0.0.1 when that is a wildcard)
+     */
+    advertiseHost: z.string().default(''),
+    /** The port range, both ends included: one port per capture in progress. @default 7790 */
+    firstPort: port.default(7790),
+    /** @default 7799 */
+    lastPort: port.default(7799),
+    /** How long a capture task's port waits for the agent to connect. @default 3600000 (1 h) */
+    connectTimeoutMs: z.number().int().positive().default(3_600_000),
+  })
+  .strict()
+  .refine((c) => c.lastPort >= c.firstPort, { message: 'lastPort must not be below firstPort' });
+
+export type CaptureSettings = z.infer<typeof CaptureSettings>;
+
 /** Everything the controller can be told; flags beat environment beats file beats defaults. */
 const Settings = z
   .object({
@@ -98,6 +122,7 @@ const Settings = z
     /** DHCP and boot files for nodes being provisioned (drivers/netboot/netboot-config.ts). @default off */
     netboot: NetbootSettings.default(NetbootSettings.parse({})),
     provisioning: ProvisioningSettings.default(ProvisioningSettings.parse({})),
+    capture: CaptureSettings.default(CaptureSettings.parse({})),
   })
   .strict();
 
@@ -168,7 +193,22 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): ControllerCo
     databaseLocation: database
       ? { kind: 'postgres', url: database }
       : { kind: 'pglite', dir: join(dataDir, 'db') },
+    capture: captureDefaults(settings),
   };
+}
+
+/** The capture settings with their hosts filled in (see CaptureSettings). */
+function captureDefaults(settings: Settings): CaptureSettings {
+  const bare = (host: string) => host.replace(/^\[(.*)\]$/, '$1');
+  const listenHost = bare(
+    settings.capture.listenHost || settings.httpListen.slice(0, settings.httpListen.lastIndexOf(':')),
+  );
+  const url = settings.netboot.controllerUrl || settings.httpAdvertiseUrl;
+  const wildcard = ['0.0.0.0', '::', ''].includes(listenHost);
+  const advertiseHost = bare(
+    settings.capture.advertiseHost || (url ? new URL(url).hostname : wildcard ? '127.0.0.1' : listenHost),
+  );
+  return { ...settings.capture, listenHost, advertiseHost };
 }
 
 function parseFlags(argv: string[]) {

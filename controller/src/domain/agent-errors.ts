@@ -94,3 +94,15 @@ export class ControllerShuttingDownError extends IngotError {
     );
   }
 }
+
+/** Every port of the controller's capture range is taken by a capture that has not finished. */
+export class CapturePortsBusyError extends IngotError {
+  constructor(firstPort: number, lastPort: number) {
+    super(
+      status.RESOURCE_EXHAUSTED,
+      'CAPTURE_PORTS_BUSY',
+      `every capture port of this controller (${firstPort}-${lastPort}) is in use; retry when a capture finishes, or widen capture.firstPort/lastPort`,
+      { metadata: { first_port: String(firstPort), last_port: String(lastPort) } },
+    );
+  }
+}

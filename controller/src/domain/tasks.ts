@@ -52,7 +52,12 @@ export interface CaptureSpecBody {
   skip: number;
   toLastPartition: boolean;
   strict: boolean;
+  /** `HOST:PORT` the agent streams to; with `image`, the controller's capture port. */
   receiver: string;
+  /** The image the bytes go to (its id once the task exists); empty when they go to `receiver` only. */
+  image: string;
+  /** With `image` only: the agent sends the disk zstd-compressed. */
+  compress: boolean;
 }
 
 /** A capture's read size when none is given. @default 8 MiB */
@@ -137,8 +142,9 @@ export interface TaskOutcomeBody {
   sha256: string;
   bytesWritten: number;
   inventory?: HardwareBody;
-  /** Capture only. */
+  /** Capture only: bytes on the wire, and bytes read from the disk (more when compressed). */
   bytesSent?: number;
+  bytesRead?: number;
   unreadable?: UnreadableRangeBody[];
   partitionTable?: PartitionTableBody;
 }

@@ -66,12 +66,19 @@ export class ImageStore {
    * thrown away) to prove it is whole and to learn its virtual size, so a
    * node is never sent an image that cannot be written. Rejects with
    * ImageDataError for bad data; nothing is left behind on failure.
+   * `verify` runs once every byte is in, before the file is kept: whatever
+   * it throws fails the receive too (a capture compares with the agent's
+   * count and digest there).
    */
   async receive(
     id: string,
     format: DiskFormat,
     source: AsyncIterable<Buffer>,
-    opts: { expectedSha256?: string; signal?: AbortSignal } = {},
+    opts: {
+      expectedSha256?: string;
+      signal?: AbortSignal;
+      verify?: (received: ReceivedImage) => Promise<void>;
+    } = {},
   ): Promise<ReceivedImage> {
     const final = this.pathOf(id);
     const partial = `${final}.partial`;
@@ -124,8 +131,10 @@ export class ImageStore {
       file.end();
       await once(file, 'close');
       await syncFile(partial);
+      const received = { sizeBytes, virtualSizeBytes, sha256 };
+      await opts.verify?.(received);
       await rename(partial, final);
-      return { sizeBytes, virtualSizeBytes, sha256 };
+      return received;
     } catch (err) {
       file.destroy();
       inflater?.destroy();

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { ClientWritableStream } from '@grpc/grpc-js';
+import { type ClientWritableStream, status } from '@grpc/grpc-js';
 import { type Command, Option } from 'commander';
 import {
   DiskFormat,
@@ -13,11 +13,12 @@ import {
   imageVisibilityToJSON,
   OsType,
   osTypeToJSON,
+  type ReceiveImageResponse,
   type UploadImageRequest,
 } from '../../../build/gen/ingot/v1/image.ts';
 import { listAll } from '../connection.ts';
 import type { CommandContext } from '../context.ts';
-import { BmctlError, UsageError } from '../errors.ts';
+import { BmctlError, isServiceError, UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View } from '../output.ts';
 import { describeProgress, LiveLines, renderBar } from '../progress.ts';
 import { parseListen, receiveOne } from '../receiver.ts';
@@ -163,6 +164,22 @@ async function upload(
   return result;
 }
 
+/** A capture's image: the existing one (the controller checks it is QUEUED or KILLED), or a new one with that name. */
+export async function ensureImage(
+  services: AgentServices,
+  name: string,
+  os: keyof typeof OS_TYPES | undefined,
+): Promise<void> {
+  try {
+    await services.call(services.images, 'getImage', { id: name });
+  } catch (err) {
+    if (!isServiceError(err) || err.code !== status.NOT_FOUND) throw err;
+    await services.call(services.images, 'createImage', {
+      image: { name, osType: OS_TYPES[os ?? 'linux'] },
+    });
+  }
+}
+
 export function registerImageCommands(program: Command, ctx: CommandContext): void {
   const noun = program.command('image').description('Disk images nodes are deployed from');
 
@@ -272,6 +289,62 @@ export function registerImageCommands(program: Command, ctx: CommandContext): vo
     .action(async (opts: ImageReceiveOptions) => {
       await receive(ctx, opts);
     });
+
+  noun
+    .command('receive-port')
+    .description(
+      'Open a capture port of the controller for an image (created if it does not exist, else QUEUED or KILLED) and print the `dd | nc` line to run on the node, e.g. from a LiveCD',
+    )
+    .argument('<image>', 'id or name')
+    .addOption(
+      new Option('--os <type>', 'a new image’s operating system (default linux)').choices(
+        Object.keys(OS_TYPES),
+      ),
+    )
+    .option('--sha256 <hex>', 'KILL the image unless the bytes hash to this')
+    .option(
+      '--size <bytes>',
+      'KILL the image unless exactly this many bytes arrive (catches a sender cut short)',
+    )
+    .option('--ttl <duration>', 'how long the port waits for the connection: 90s, 10m, 2h, 7d', '1h')
+    .action(
+      async (
+        id: string,
+        opts: { sha256?: string; size?: string; ttl: string; os?: keyof typeof OS_TYPES },
+      ) => {
+        const ttl = parseDuration(opts.ttl);
+        if (!ttl) throw new UsageError(`--ttl ${opts.ttl}: expected a duration like 90s, 10m, 2h or 7d`);
+        if (opts.sha256 !== undefined && !/^[0-9a-f]{64}$/i.test(opts.sha256)) {
+          throw new UsageError('--sha256: expected 64 hex digits');
+        }
+        if (opts.size !== undefined && !/^[0-9]+$/.test(opts.size))
+          throw new UsageError('--size: expected bytes');
+        const res = await withServices(async (s) => {
+          await ensureImage(s, id, opts.os);
+          return s.call<object, ReceiveImageResponse>(s.images, 'receiveImage', {
+            id,
+            expectedSha256: opts.sha256 ?? '',
+            expectedSizeBytes: opts.size === undefined ? 0 : Number(opts.size),
+            ttl,
+          });
+        });
+        const colon = res.receiver.lastIndexOf(':');
+        const host = res.receiver.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+        const command = `dd if=/dev/sdX bs=8M | nc -N ${host} ${res.receiver.slice(colon + 1)}`;
+        ctx.printer().report({
+          text: () =>
+            `image ${res.image?.name ?? id} waits on ${res.receiver} for one connection until ${formatTime(res.expireTime)}; on the node run:\n` +
+            `  ${command}\n` +
+            '(busybox nc: leave out -N; traditional netcat: -q 0 instead of -N)\n',
+          json: () => ({
+            receiver: res.receiver,
+            expire_time: res.expireTime?.toISOString() ?? '',
+            command,
+            image: res.image ? imageView.json(res.image) : undefined,
+          }),
+        });
+      },
+    );
 
   noun
     .command('url')

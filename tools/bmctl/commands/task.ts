@@ -1,4 +1,5 @@
 import { Argument, type Command, Option } from 'commander';
+import { type Image, ImageStatus, imageStatusToJSON } from '../../../build/gen/ingot/v1/image.ts';
 import {
   type Task,
   type TaskEvent,
@@ -13,6 +14,7 @@ import { BmctlError, EXIT_FAILURE, UsageError } from '../errors.ts';
 import { formatTime, toProtoJson, type View } from '../output.ts';
 import { describeProgress } from '../progress.ts';
 import { AgentServices } from '../services.ts';
+import { ensureImage } from './image.ts';
 
 // Shared with `instance watch` since it moved to progress.ts; callers of this module keep importing it here.
 export { describeProgress };
@@ -20,6 +22,8 @@ export { describeProgress };
 const KINDS = ['deploy', 'wipe', 'inspect', 'reboot', 'poweroff', 'capture'] as const;
 type Kind = (typeof KINDS)[number];
 const STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+/** How often `--watch` looks at a captured image until the controller has checked it. @default 500 ms */
+const IMAGE_POLL_MS = 500;
 
 export const kindName = (k: TaskKind) => taskKindToJSON(k).replace('TASK_KIND_', '').toLowerCase();
 export const stateName = (s: TaskState) => taskStateToJSON(s).replace('TASK_STATE_', '').toLowerCase();
@@ -32,7 +36,12 @@ function target(t: Task): string {
   const { spec } = t;
   if (spec?.deploy) return `${spec.deploy.image} → ${spec.deploy.disk}`;
   if (spec?.wipe) return `${spec.wipe.disk}${spec.wipe.full ? ' (full)' : ''}`;
-  if (spec?.capture) return `${spec.capture.disk} → ${spec.capture.receiver}`;
+  if (spec?.capture) {
+    const into = spec.capture.image
+      ? `image ${spec.capture.image} via ${spec.capture.receiver}`
+      : spec.capture.receiver;
+    return `${spec.capture.disk} → ${into}${spec.capture.compress ? ' (zstd)' : ''}`;
+  }
   return '';
 }
 
@@ -74,6 +83,7 @@ export const taskView: View<Task> = {
     ['sha256', t.outcome?.sha256 ?? ''],
     ['bytes_written', t.outcome?.bytesWritten ? String(t.outcome.bytesWritten) : ''],
     ['bytes_sent', t.outcome?.bytesSent ? String(t.outcome.bytesSent) : ''],
+    ['bytes_read', t.outcome?.bytesRead ? String(t.outcome.bytesRead) : ''],
     ['unreadable', unreadable(t)],
     ['partition_table', partitionTable(t)],
     ['warnings', (t.outcome?.partitionTable?.warnings ?? []).join('; ')],
@@ -94,6 +104,9 @@ export interface TaskCreateOptions {
   disk?: string;
   full?: boolean;
   receiver?: string;
+  name?: string;
+  os?: 'linux' | 'windows';
+  compress?: boolean;
   bs?: string;
   count?: string;
   skip?: string;
@@ -117,7 +130,17 @@ function parseBlocks(flag: string, text: string | undefined): number {
   return Number(text);
 }
 
-const CAPTURE_FLAGS = ['--receiver', '--bs', '--count', '--skip', '--to-last-partition', '--strict'] as const;
+const CAPTURE_FLAGS = [
+  '--receiver',
+  '--name',
+  '--os',
+  '--compress',
+  '--bs',
+  '--count',
+  '--skip',
+  '--to-last-partition',
+  '--strict',
+] as const;
 
 /** The TaskSpec of `bmctl task create <kind>`; UsageError when a flag is missing or does not belong. */
 export function taskSpec(kind: Kind, opts: TaskCreateOptions): Record<string, unknown> {
@@ -128,18 +151,34 @@ export function taskSpec(kind: Kind, opts: TaskCreateOptions): Record<string, un
     if (value) throw new UsageError(`${flag} does not go with ${kind}`);
   };
   if (kind !== 'capture') {
-    const values = [opts.receiver, opts.bs, opts.count, opts.skip, opts.toLastPartition, opts.strict];
+    const values = [
+      opts.receiver,
+      opts.name,
+      opts.os,
+      opts.compress,
+      opts.bs,
+      opts.count,
+      opts.skip,
+      opts.toLastPartition,
+      opts.strict,
+    ];
     for (const [i, value] of values.entries()) refuses(CAPTURE_FLAGS[i] as string, value);
   }
   if (kind === 'capture') {
     needs('--disk', opts.disk);
-    needs('--receiver (the image store destination is not available yet)', opts.receiver);
+    if (opts.receiver && opts.name) throw new UsageError('--receiver and --name exclude each other');
+    needs('--name IMAGE (into the image store) or --receiver HOST:PORT', opts.receiver || opts.name);
+    if (!opts.name && (opts.compress || opts.os)) {
+      throw new UsageError('--compress and --os go with --name only: a receiver gets the disk byte for byte');
+    }
     refuses('--image', opts.image);
     refuses('--full', opts.full);
     return {
       capture: {
         disk: opts.disk,
-        receiver: opts.receiver,
+        receiver: opts.receiver ?? '',
+        image: opts.name ?? '',
+        compress: opts.compress ?? false,
         blockSizeBytes: opts.bs === undefined ? 0 : parseBlockSize(opts.bs),
         count: parseBlocks('--count', opts.count),
         skip: parseBlocks('--skip', opts.skip),
@@ -192,7 +231,7 @@ async function watch(ctx: CommandContext, services: AgentServices, id: string): 
             : t.error
               ? `: ${t.error.reason}: ${t.error.message}`
               : t.outcome?.partitionTable
-                ? `: ${t.outcome.bytesSent} bytes sent, sha256 ${t.outcome.sha256}${unreadable(t) ? `, unreadable: ${unreadable(t)}` : ''}${t.outcome.partitionTable.warnings.map((w) => `\n  warning: ${w}`).join('')}`
+                ? `: ${t.outcome.bytesSent} bytes sent${t.outcome.bytesRead !== t.outcome.bytesSent ? ` (${t.outcome.bytesRead} read)` : ''}, sha256 ${t.outcome.sha256}${unreadable(t) ? `, unreadable: ${unreadable(t)}` : ''}${t.outcome.partitionTable.warnings.map((w) => `\n  warning: ${w}`).join('')}`
                 : t.outcome?.sha256
                   ? `: sha256 ${t.outcome.sha256}`
                   : '';
@@ -211,6 +250,27 @@ async function watch(ctx: CommandContext, services: AgentServices, id: string): 
     throw new BmctlError(`task ${id} ${last ? stateName(last.state) : 'unknown'}: ${why}`, {
       exitCode: EXIT_FAILURE,
     });
+  }
+}
+
+/** After a capture task succeeded: waits for its image to leave SAVING; exit 1 unless it is ACTIVE. */
+async function watchImage(ctx: CommandContext, services: AgentServices, id: string): Promise<void> {
+  for (;;) {
+    const image = await services.call<object, Image>(services.images, 'getImage', { id });
+    if (image.status === ImageStatus.IMAGE_STATUS_ACTIVE) {
+      ctx.printer().report({
+        text: () =>
+          `image ${image.name} active: ${image.sizeBytes} bytes stored, ${image.virtualSizeBytes} on disk, sha256 ${image.sha256}\n`,
+        json: () => ({}),
+      });
+      return;
+    }
+    if (image.status !== ImageStatus.IMAGE_STATUS_SAVING) {
+      throw new BmctlError(
+        `image ${image.name} ${imageStatusToJSON(image.status).replace('IMAGE_STATUS_', '').toLowerCase()}: ${image.statusReason}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, IMAGE_POLL_MS));
   }
 }
 
@@ -239,6 +299,17 @@ export function registerTaskCommands(program: Command, ctx: CommandContext): voi
     .option('--disk <path>', 'deploy, wipe, capture: the block device, e.g. /dev/sda')
     .option('--full', 'wipe: zero the whole disk, not just both ends')
     .option('--receiver <host:port>', 'capture: where to stream the disk (bmctl image receive, nc -l)')
+    .option('--name <image>', 'capture: into this image of the store instead (created if it does not exist)')
+    .addOption(
+      new Option('--os <type>', 'capture --name: the new image’s OS (default linux)').choices([
+        'linux',
+        'windows',
+      ]),
+    )
+    .option(
+      '--compress',
+      'capture --name: the agent sends the disk zstd-compressed; the image is stored as zstd',
+    )
     .option('--bs <size>', 'capture: bytes per read, like dd (default 8M)')
     .option('--count <blocks>', 'capture: copy only this many blocks (default: to the end)')
     .option('--skip <blocks>', 'capture: skip this many blocks at the start')
@@ -248,6 +319,7 @@ export function registerTaskCommands(program: Command, ctx: CommandContext): voi
     .action(async (kind: Kind, opts: TaskCreateOptions) => {
       const spec = taskSpec(kind, opts);
       await withServices(async (services) => {
+        if (opts.name) await ensureImage(services, opts.name, opts.os);
         const task = await services.call<object, Task>(services.tasks, 'createTask', {
           node: opts.node,
           spec,
@@ -257,6 +329,7 @@ export function registerTaskCommands(program: Command, ctx: CommandContext): voi
           return;
         }
         await watch(ctx, services, task.id);
+        if (opts.name) await watchImage(ctx, services, task.spec?.capture?.image ?? opts.name);
       });
     });
 
