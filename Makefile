@@ -40,6 +40,10 @@ test: proto ## Run the whole suite (starts a throwaway PostgreSQL; installs Debi
 demo: proto agent ## (root) A lab of virtual bare-metal nodes: register, boot three instances to ACTIVE, delete one, tear down
 	tools/demo/demo.sh
 
+.PHONY: demo-vm
+demo-vm: proto agent ## (root) Two QEMU VMs PXE-boot the bootstrap image, get the test image written, boot it from disk; tear down
+	tools/demo/demo-vm.sh
+
 ci: ## Exactly what CI runs
 	bash .ci/run
 

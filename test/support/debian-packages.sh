@@ -11,6 +11,10 @@ POLICY_RC_CREATED=''
 # dnsmasq for netboot, busybox (DHCP client, ping) and loop devices.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 LAB_DEBS=(procps iproute2 openipmi ipmitool dnsmasq busybox-static util-linux)
+# What a VM lab adds (vm-lab.ts, tools/lab/test-image.sh, bootstrap/build.sh): QEMU and its iPXE
+# ROMs, the test image's boot loader and FAT tools, and what builds the bootstrap image.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+VM_DEBS=(qemu-system-x86 ipxe-qemu syslinux syslinux-common mtools dosfstools fdisk)
 
 # The packages of "$@" that are not installed, one a line.
 missing_debs() {

@@ -2,7 +2,7 @@
  * `ingot-lab`: a virtual bare-metal lab (virtual-lab.ts) for the demo, manual trials and benchmarks,
  * kept by a background supervisor process.
  *
- *   ingot-lab up N [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]…
+ *   ingot-lab up N [--vm] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]…
  *   ingot-lab status [--state FILE]
  *   ingot-lab down [--state FILE]
  *
@@ -12,6 +12,8 @@
  * address — and its own PID to the state file (mode 0600: it holds BMC passwords; default
  * build/lab/lab.json). `down` stops the supervisor by that PID and waits until everything is
  * removed; if the supervisor is gone or does not stop, it removes what the state file lists itself.
+ * `--vm`: the nodes are QEMU virtual machines (vm-lab.ts) that PXE-boot the controller's bootstrap
+ * image; each one's serial console is its `logFile`.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,7 +38,7 @@ interface LabState extends LabDescription {
   agentBinary: string;
 }
 
-const USAGE = `usage: ingot-lab up N [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]...
+const USAGE = `usage: ingot-lab up N [--vm] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]...
        ingot-lab status [--state FILE]
        ingot-lab down [--state FILE]
 `;
@@ -50,6 +52,7 @@ const { values, positionals } = (() => {
         agent: { type: 'string' },
         'disk-mib': { type: 'string' },
         'project-network': { type: 'string', multiple: true },
+        vm: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -106,6 +109,7 @@ async function up(): Promise<void> {
   ];
   if (values['disk-mib']) args.push('--disk-mib', values['disk-mib']);
   for (const p of values['project-network'] ?? []) args.push('--project-network', p);
+  if (values.vm) args.push('--vm');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
   child.unref();
   let exited = false;
@@ -135,6 +139,7 @@ async function supervise(): Promise<void> {
     agentBinary: resolve(values.agent ?? DEFAULT_AGENT),
     ...(diskMiB ? { diskMiB } : {}),
     ...(values['project-network']?.length ? { projectNetworks: values['project-network'] } : {}),
+    ...(values.vm ? { vm: true } : {}),
   });
   let stopping = false;
   const stop = async (signal: string) => {
@@ -235,7 +240,7 @@ function printSummary(state: LabState): void {
       `switch: driver linux-bridge, driver_options {"transport":"local","netns":"${state.switchNs}"}; networks: service ${state.serviceBridge}, ${state.projectNetworks.map((p) => `${p.bridge} (${p.subnet})`).join(', ')}`,
       ...state.nodes.map(
         (n) =>
-          `  ${n.name}: mac ${n.mac} ip ${n.serviceIp} port ${n.switchPort} disk ${n.disk} bmc ${n.bmc.address} user ${n.bmc.username}`,
+          `  ${n.name}: mac ${n.mac} ip ${n.serviceIp} port ${n.switchPort} disk ${n.disk} bmc ${n.bmc.address} user ${n.bmc.username}${n.kind === 'vm' ? ` (QEMU VM, serial console ${n.logFile})` : ''}`,
       ),
       '',
     ].join('\n'),

@@ -9,7 +9,7 @@
  * Nothing here outlives the lab: the taps go with the switch namespace, QEMU is killed by PID
  * (the BMC's power off, the lab's stop), and the disk files live in the lab's directory.
  */
-import { existsSync, truncateSync, writeFileSync } from 'node:fs';
+import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -94,14 +94,6 @@ export function testImageAddress(mac: string): string {
   const bytes = mac.split(':').map((b) => Number.parseInt(b, 16));
   const [b5 = 0, b6 = 0] = bytes.slice(4);
   return `169.254.${1 + (b5 % 254)}.${1 + (b6 % 254)}/16`;
-}
-
-/** True when QEMU is installed (qemu-system-x86 and, for PXE, ipxe-qemu's option ROM). */
-export function qemuAvailable(): boolean {
-  return (
-    ['/usr/bin/qemu-system-x86_64', '/usr/local/bin/qemu-system-x86_64'].some(existsSync) &&
-    existsSync('/usr/lib/ipxe/qemu/efi-virtio.rom')
-  );
 }
 
 function shellQuote(s: string): string {
