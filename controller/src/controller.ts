@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { AgentServiceService } from '../../build/gen/ingot/v1/agent.ts';
+import { CaptureServiceService } from '../../build/gen/ingot/v1/capture.ts';
 import { ImageServiceService } from '../../build/gen/ingot/v1/image.ts';
 import { InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceService } from '../../build/gen/ingot/v1/inventory.ts';
@@ -15,6 +16,7 @@ import { PowerServiceService } from '../../build/gen/ingot/v1/power.ts';
 import { SchedulerServiceService } from '../../build/gen/ingot/v1/scheduler.ts';
 import { TaskServiceService } from '../../build/gen/ingot/v1/task.ts';
 import { agentHandlers } from './api/agent-service.ts';
+import { captureHandlers } from './api/capture-service.ts';
 import { imageHandlers } from './api/image-service.ts';
 import { instanceHandlers } from './api/instance-service.ts';
 import { inventoryHandlers } from './api/inventory-service.ts';
@@ -26,7 +28,10 @@ import { type Handlers, implement } from './api/rpc.ts';
 import { schedulerHandlers } from './api/scheduler-service.ts';
 import { taskHandlers } from './api/task-service.ts';
 import { AgentSessions } from './conductor/agent-sessions.ts';
-import { InstanceBus } from './conductor/instance-bus.ts';
+import { captureFlow } from './conductor/capture-flow.ts';
+import { FlowBus } from './conductor/flow-bus.ts';
+import { FlowSteps } from './conductor/flow-steps.ts';
+import { instanceFlows } from './conductor/instance-flows.ts';
 import { Placement } from './conductor/placement.ts';
 import { PortFlipper } from './conductor/port-flips.ts';
 import { PowerSync } from './conductor/power-sync.ts';
@@ -107,7 +112,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     const tasks = new TaskQueue({ db, bus, signer, log });
     const agents = new AgentSessions({ db, queue: tasks, httpBase });
     const captures = new ImageCaptures({ db, store: imageStore, tasks, log, settings: config.capture });
-    const instanceBus = new InstanceBus();
+    const flowBus = new FlowBus();
     // Created once gRPC is bound (the agents' address needs the port), then used by the services.
     let netboot: DnsmasqNetboot | undefined;
     let provisioner: Provisioner | undefined;
@@ -124,9 +129,19 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
           get provisioner() {
             return provisioner;
           },
-          bus: instanceBus,
+          bus: flowBus,
           closing: bus.closing,
           reboot: (em, instance, hard, signal) => rebootNode(em, { power, secrets }, instance, hard, signal),
+        }),
+      ],
+      [
+        CaptureServiceService,
+        captureHandlers({
+          get provisioner() {
+            return provisioner;
+          },
+          bus: flowBus,
+          closing: bus.closing,
         }),
       ],
       [ImageServiceService, imageHandlers({ db, store: imageStore, signer, log, httpBase, captures })],
@@ -185,11 +200,10 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
     await netboot?.start();
     powerSync.start();
     if (netboot) {
-      provisioner = new Provisioner({
+      const steps = new FlowSteps({
         db,
-        log,
+        log: log.child({ component: 'provisioner' }),
         settings: config.provisioning,
-        owner: controllerId(config.dataDir),
         secrets,
         power,
         network,
@@ -197,8 +211,19 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
         tasks,
         agents,
         placement,
-        bus: instanceBus,
+        bus: flowBus,
       });
+      provisioner = new Provisioner(
+        {
+          db,
+          log,
+          bus: flowBus,
+          owner: controllerId(config.dataDir),
+          leaseMs: config.provisioning.leaseMs,
+          scanIntervalMs: config.provisioning.scanIntervalMs,
+        },
+        [instanceFlows(steps), captureFlow({ db, steps, captures })],
+      );
       provisioner.start();
     } else {
       log.info(

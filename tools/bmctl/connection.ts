@@ -9,6 +9,7 @@ import {
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { CaptureServiceClient, CaptureServiceService } from '../../build/gen/ingot/v1/capture.ts';
 import { InstanceServiceClient, InstanceServiceService } from '../../build/gen/ingot/v1/instance.ts';
 import { InventoryServiceClient } from '../../build/gen/ingot/v1/inventory.ts';
 import { NetworkServiceClient, NetworkServiceService } from '../../build/gen/ingot/v1/network.ts';
@@ -101,15 +102,17 @@ type StreamRpcOf<C> = {
 
 /** Names of InventoryService's RPCs, e.g. `getSwitch`. */
 export type InventoryRpc = RpcOf<InventoryServiceClient>;
-/** Every RPC bmctl makes: InventoryService's, InstanceService's, SchedulerService's and PowerService's (no name is in two). */
+/** Every RPC bmctl makes through Inventory: InventoryService's, InstanceService's, SchedulerService's, PowerService's, NetworkService's and CaptureService's (no name is in two). */
 export type ControllerRpc =
   | InventoryRpc
   | RpcOf<InstanceServiceClient>
+  | RpcOf<CaptureServiceClient>
   | RpcOf<SchedulerServiceClient>
   | RpcOf<PowerServiceClient>
   | RpcOf<NetworkServiceClient>;
 type Clients = InventoryServiceClient &
   InstanceServiceClient &
+  CaptureServiceClient &
   SchedulerServiceClient &
   PowerServiceClient &
   NetworkServiceClient;
@@ -118,13 +121,13 @@ export type RequestOf<K extends ControllerRpc> =
 export type ResponseOf<K extends ControllerRpc> =
   Clients[K] extends UnaryMethod<never, infer Res> ? Res : never;
 /** Every server-streaming RPC bmctl makes, e.g. `watchInstance`. */
-export type ControllerStreamRpc = StreamRpcOf<InstanceServiceClient>;
+export type ControllerStreamRpc = StreamRpcOf<InstanceServiceClient> | StreamRpcOf<CaptureServiceClient>;
 export type StreamRequestOf<K extends ControllerStreamRpc> =
   Clients[K] extends StreamMethod<infer Req, unknown> ? Req : never;
 export type StreamResponseOf<K extends ControllerStreamRpc> =
   Clients[K] extends StreamMethod<never, infer Res> ? Res : never;
 
-/** The controller's services (inventory, instances, scheduler) as promises; close it when done. */
+/** The controller's services (inventory, instances, captures, scheduler, power, network) as promises; close it when done. */
 export interface Inventory {
   readonly endpoint: string;
   /**
@@ -157,16 +160,19 @@ export function openInventory(settings: ConnectionSettings): Inventory {
   const scheduler = new SchedulerServiceClient(settings.endpoint, insecure, shared);
   const power = new PowerServiceClient(settings.endpoint, insecure, shared);
   const network = new NetworkServiceClient(settings.endpoint, insecure, shared);
+  const captures = new CaptureServiceClient(settings.endpoint, insecure, shared);
   const clientFor = (rpc: ControllerRpc | ControllerStreamRpc): Client =>
     rpc in InstanceServiceService
       ? instances
-      : rpc in SchedulerServiceService
-        ? scheduler
-        : rpc in PowerServiceService
-          ? power
-          : rpc in NetworkServiceService
-            ? network
-            : inventory;
+      : rpc in CaptureServiceService
+        ? captures
+        : rpc in SchedulerServiceService
+          ? scheduler
+          : rpc in PowerServiceService
+            ? power
+            : rpc in NetworkServiceService
+              ? network
+              : inventory;
   const authorization = () => {
     const metadata = new Metadata();
     if (settings.token !== undefined) metadata.set('authorization', `Bearer ${settings.token}`);

@@ -2,8 +2,9 @@ import type { EntityManager } from '@mikro-orm/sql';
 import type * as pb from '../../../build/gen/ingot/v1/instance.ts';
 import { InstanceState } from '../../../build/gen/ingot/v1/instance.ts';
 import type { TaskProgressBody } from '../domain/tasks.ts';
+import { FlowStep } from '../store/entities/flow-step.ts';
 import { Host } from '../store/entities/host.ts';
-import { type Instance, InstanceStep } from '../store/entities/instance.ts';
+import type { Instance } from '../store/entities/instance.ts';
 import { Network } from '../store/entities/network.ts';
 import { Node } from '../store/entities/node.ts';
 import { Task } from '../store/entities/task.ts';
@@ -37,8 +38,8 @@ export async function instancesToProto(em: EntityManager, rows: Instance[]): Pro
     em.find(Network, { id: { $in: networkIds } }, { fields: ['id', 'name'] }),
     em.find(Task, { id: { $in: taskIds } }, { fields: ['id', 'state', 'progress'] }),
     em.find(
-      InstanceStep,
-      { instanceId: { $in: rows.map((r) => r.id) } },
+      FlowStep,
+      { subjectId: { $in: rows.map((r) => r.id) } },
       { orderBy: { startTime: 'asc', id: 'asc' } },
     ),
   ]);
@@ -47,7 +48,7 @@ export async function instancesToProto(em: EntityManager, rows: Instance[]): Pro
   return rows.map((i) => {
     const task = i.taskId ? taskById.get(i.taskId) : undefined;
     // Only the running flow's steps: an earlier flow's (a deploy before this delete) are history.
-    const flowSteps = steps.filter((s) => s.instanceId === i.id && (!i.flow || s.flow === i.flow));
+    const flowSteps = steps.filter((s) => s.subjectId === i.id && (!i.flow || s.flow === i.flow));
     return {
       id: i.id,
       name: i.name,
@@ -76,7 +77,7 @@ export async function instancesToProto(em: EntityManager, rows: Instance[]): Pro
   });
 }
 
-function stepToProto(s: InstanceStep): pb.InstanceStep {
+export function stepToProto(s: FlowStep): pb.InstanceStep {
   return {
     flow: s.flow,
     name: s.name,

@@ -1,9 +1,8 @@
 import type { EntityManager } from '@mikro-orm/sql';
 import type * as pb from '../../../build/gen/ingot/v1/instance.ts';
-import type { InstanceBus, InstanceBusEvent } from '../conductor/instance-bus.ts';
+import type { FlowBus } from '../conductor/flow-bus.ts';
 import type { Placement } from '../conductor/placement.ts';
 import type { Provisioner } from '../conductor/provisioner.ts';
-import { Wakeup } from '../conductor/wakeup.ts';
 import { ControllerShuttingDownError } from '../domain/agent-errors.ts';
 import {
   AlreadyExistsError,
@@ -30,7 +29,7 @@ export interface InstanceServiceDeps {
   placement: Placement;
   /** Drives bare-metal flows; undefined when netboot is off (instances then wait in SCHEDULED). */
   provisioner: Provisioner | undefined;
-  bus: InstanceBus;
+  bus: FlowBus;
   /** Aborted when the controller shuts down: watches end. */
   closing: AbortSignal;
   /** Reboots an ACTIVE bare-metal instance's node through its BMC. */
@@ -188,13 +187,7 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
     stream: 'server',
     async handle(req, { em, caller, signal }, send) {
       const found = await findInstance(em, caller, req.id, req.project);
-      const pending: InstanceBusEvent[] = [];
-      const wakeup = new Wakeup();
-      // Subscribe before reading, so that nothing in between is missed.
-      const unsubscribe = deps.bus.watch(found.id, (event) => {
-        pending.push(event);
-        wakeup.wake();
-      });
+      const events = deps.bus.subscribe(found.id);
       const ending = AbortSignal.any([signal, deps.closing]);
       const read = () => em.fork().findOne(Instance, { id: found.id });
       const ended = (i: Instance) => !req.untilDeleted && (i.state === 'active' || i.state === 'error');
@@ -204,10 +197,10 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
         let shown = await one(em.fork(), last);
         await send({ instance: shown, progressOnly: false, deleted: false });
         while (!ended(last)) {
-          if (pending.length === 0) await wakeup.pause(WATCH_POLL_MS, ending);
+          await events.wait(WATCH_POLL_MS, ending);
           if (signal.aborted) return;
           if (deps.closing.aborted) throw new ControllerShuttingDownError();
-          const batch = pending.splice(0);
+          const batch = events.take();
           for (const event of batch) {
             if (event.kind === 'progress') {
               shown = { ...shown, progress: progressToProto(event.progress) };
@@ -231,7 +224,7 @@ export function instanceHandlers(deps: InstanceServiceDeps): Handlers {
           last = fresh;
         }
       } finally {
-        unsubscribe();
+        events.close();
       }
     },
   };

@@ -50,7 +50,7 @@ export function hardwareToProto(h: HardwareBody): pb.HardwareInventory {
   return { ...h, disks: h.disks.map((d) => ({ ...d })), nics: h.nics.map((n) => ({ ...n })) };
 }
 
-function outcomeToProto(o: TaskOutcomeBody): pb.TaskOutcome {
+export function outcomeToProto(o: TaskOutcomeBody): pb.TaskOutcome {
   return {
     sha256: o.sha256,
     bytesWritten: o.bytesWritten,

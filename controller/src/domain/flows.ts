@@ -1,6 +1,6 @@
 /**
- * The provisioning flows a bare-metal instance's node goes through, step by
- * step. Pure: no I/O. Every step is idempotent, so a flow interrupted
+ * The flows a bare-metal node goes through (an instance's deploy and
+ * delete, a capture of its disk), step by step. Pure: no I/O. Every step is idempotent, so a flow interrupted
  * anywhere resumes by running its current step again.
  */
 
@@ -33,6 +33,23 @@ export const DELETE_STEPS = [
 ] as const;
 
 export type StepName = (typeof DEPLOY_STEPS)[number] | (typeof DELETE_STEPS)[number];
+
+/**
+ * Capturing a node's disk: netboot it on the service network, stream its
+ * disk, then put it back as it was (its network, its power).
+ */
+export const CAPTURE_STEPS = [
+  'service-network',
+  'netboot',
+  'capture-task',
+  'power-on',
+  'capturing',
+  'restore-network',
+  'restore-power',
+  'netboot-cleanup',
+] as const;
+
+export type CaptureStepName = (typeof CAPTURE_STEPS)[number];
 
 export function stepsOf(flow: FlowKind): readonly StepName[] {
   return flow === 'deploy' ? DEPLOY_STEPS : DELETE_STEPS;
@@ -67,4 +84,6 @@ export const RETRYABLE_TASK_ERRORS: ReadonlySet<string> = new Set([
   'DIGEST_MISMATCH',
   'SIZE_MISMATCH',
   'DISK_WRITE_FAILED',
+  // A capture's stream broke (e.g. the controller receiving it restarted): a new task gets a new port.
+  'RECEIVER_FAILED',
 ]);

@@ -132,6 +132,11 @@ export class ImageCaptures {
     };
   }
 
+  /** Whether this controller is receiving (or checking) the image's bytes now. */
+  isReceiving(imageId: string): boolean {
+    return this.#running.has(imageId);
+  }
+
   /** Closes every port; images still SAVING through this controller become KILLED. */
   async stop(): Promise<void> {
     const runs = [...this.#running.values()];

@@ -23,6 +23,7 @@ import { formatTime, toProtoJson, type View } from '../output.ts';
 import { describeProgress, LiveLines, renderBar } from '../progress.ts';
 import { parseListen, receiveOne } from '../receiver.ts';
 import { AgentServices, formatBytes, parseDuration } from '../services.ts';
+import { registerCaptureCommands } from './capture.ts';
 
 const FORMATS = {
   raw: DiskFormat.DISK_FORMAT_RAW,
@@ -182,6 +183,7 @@ export async function ensureImage(
 
 export function registerImageCommands(program: Command, ctx: CommandContext): void {
   const noun = program.command('image').description('Disk images nodes are deployed from');
+  registerCaptureCommands(noun, program, ctx);
 
   const withServices = async <T>(work: (services: AgentServices) => Promise<T>): Promise<T> => {
     const services = new AgentServices(await ctx.connection());

@@ -124,7 +124,7 @@ export function parseBlockSize(text: string): number {
   return Number(m[1]) * (SIZE_UNITS[(m[2] ?? '').toUpperCase()] ?? 1);
 }
 
-function parseBlocks(flag: string, text: string | undefined): number {
+export function parseBlocks(flag: string, text: string | undefined): number {
   if (text === undefined) return 0;
   if (!/^[0-9]+$/.test(text)) throw new UsageError(`${flag} ${text}: give a number of blocks`);
   return Number(text);

@@ -1,10 +1,12 @@
 import { AgentSessionSchema, AgentTokenSchema, NodeHardwareSchema } from './agent.ts';
 import { AggregateMemberSchema, AggregateSchema } from './aggregate.ts';
 import { ApiTokenSchema } from './api-token.ts';
+import { CaptureSchema } from './capture.ts';
 import { FlavorSchema } from './flavor.ts';
+import { FlowStepSchema } from './flow-step.ts';
 import { HostSchema } from './host.ts';
 import { ImageSchema } from './image.ts';
-import { InstanceSchema, InstanceStepSchema } from './instance.ts';
+import { InstanceSchema } from './instance.ts';
 import { NetworkSchema } from './network.ts';
 import { NodeSchema } from './node.ts';
 import { ProjectSchema } from './project.ts';
@@ -22,7 +24,8 @@ export const ENTITIES = [
   AggregateMemberSchema,
   ApiTokenSchema,
   InstanceSchema,
-  InstanceStepSchema,
+  FlowStepSchema,
+  CaptureSchema,
   NetworkSchema,
   ImageSchema,
   TaskSchema,

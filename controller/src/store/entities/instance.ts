@@ -1,6 +1,5 @@
 import { defineEntity, p } from '@mikro-orm/core';
-import type { FlowKind, StepState } from '../../domain/flows.ts';
-import { newId } from '../ids.ts';
+import type { FlowKind } from '../../domain/flows.ts';
 import { identity } from './common.ts';
 
 /** Where an instance is in its life; the provisioning flow adds the steps in between. */
@@ -53,27 +52,3 @@ export const InstanceSchema = defineEntity({
 
 export class Instance extends InstanceSchema.class {}
 InstanceSchema.setClass(Instance);
-
-/** One step of a flow, recorded when it starts and again when it ends. */
-export const InstanceStepSchema = defineEntity({
-  name: 'InstanceStep',
-  tableName: 'instance_step',
-  properties: {
-    id: p
-      .uuid()
-      .primary()
-      .onCreate(() => newId()),
-    instanceId: p.uuid().index('instance_step_instance_id_idx'),
-    flow: p.string().$type<FlowKind>(),
-    name: p.string(),
-    state: p.string().$type<StepState>(),
-    startTime: p.datetime(),
-    endTime: p.datetime().nullable(),
-    message: p.text(),
-    /** The controller that ran it. */
-    owner: p.string(),
-  },
-});
-
-export class InstanceStep extends InstanceStepSchema.class {}
-InstanceStepSchema.setClass(InstanceStep);
