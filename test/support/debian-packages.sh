@@ -10,7 +10,7 @@ POLICY_RC_CREATED=''
 # What a virtual lab (tools/lab) needs: namespaces and bridges, simulated BMCs and the IPMI driver,
 # dnsmasq for netboot, busybox (DHCP client, ping) and loop devices.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-LAB_DEBS=(procps iproute2 openipmi ipmitool dnsmasq busybox-static util-linux)
+LAB_DEBS=(procps iproute2 openipmi ipmitool dnsmasq busybox-static util-linux fdisk)
 # What a VM lab adds (vm-lab.ts, tools/lab/test-image.sh, bootstrap/build.sh): QEMU and its iPXE
 # ROMs, the test image's boot loader and FAT tools, and what builds the bootstrap image.
 # shellcheck disable=SC2034 # used by the scripts that source this file

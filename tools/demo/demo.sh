@@ -2,7 +2,8 @@
 # `make demo` (root): a virtual data centre on this machine and `nova boot` on it, end to end.
 # A lab of three virtual bare-metal nodes (bin/ingot-lab: namespaces, Linux bridges as the switch,
 # loop devices as disks, ipmi_sim BMCs), a controller on the embedded database serving it, the
-# seed's registration commands, an image, three instances booted in parallel with live progress,
+# seed's registration commands, an image uploaded, a hand-prepared server captured into another,
+# three instances of the captured image booted in parallel with live progress,
 # ACTIVE on their project network (one pings another across it), one deleted (disk wiped, node
 # available again), then everything is torn down.
 set -euo pipefail
@@ -92,8 +93,16 @@ step "An image: a small bootable lab disk, uploaded to the image store"
 node -e "import('./tools/lab/lab-image.ts').then((m) => m.buildLabImage('$work/lab-os.raw', { sizeMiB: 32, marker: 'lab-os 1.0' }))"
 run bmctl image create lab-os --file "$work/lab-os.raw"
 
-step "Booting three instances at once: PXE, agent, image streamed to disk, port to acme-net, boot from disk"
-run bmctl boot --project acme --image lab-os --flavor bm.lab --hint compute_type=bare_metal --network acme-net \
+step "A server prepared by hand (an OS on its disk, MBR partition over it) captured into an image: netboot, agent, dd | nc"
+prepared=$(lab '.nodes[2].name')
+cp "$work/lab-os.raw" "$work/prepared.raw"
+printf 'label: dos\nstart=2048, size=63488, type=83, bootable\n' | sfdisk -q "$work/prepared.raw"
+dd if="$work/prepared.raw" of="$(lab '.nodes[2].disk')" bs=1M conv=notrunc,fsync status=none
+run bmctl image capture "$prepared" --name golden --to-last-partition
+run bmctl image list
+
+step "Booting three instances of the captured image at once: PXE, agent, image streamed to disk, port to acme-net, boot from disk"
+run bmctl boot --project acme --image golden --flavor bm.lab --hint compute_type=bare_metal --network acme-net \
   --wait web1 web2 web3
 run bmctl instance list --project acme
 run bmctl instance show web1 --project acme
