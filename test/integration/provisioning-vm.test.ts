@@ -38,7 +38,7 @@ describe('provisioning on a QEMU virtual machine', () => {
     p = await startProvisioningLab({
       count: 1,
       vm: true,
-      provisioning: { agentTimeoutMs: 120_000, powerCycles: 1 },
+      provisioning: { agentTimeoutMs: 180_000, powerCycles: 1 },
     });
     probe = await p.lab.addProbe('br-proj');
     node = p.lab.nodes[0] as VirtualNode;
@@ -77,10 +77,14 @@ describe('provisioning on a QEMU virtual machine', () => {
       });
       const log = serial();
       const steps = [
+        /=== .*power on, boot order n/,
+        /Booting from ROM/,
+        /\/boot\/vmlinuz\.\.\. ok/,
         /ingot-init: network up on eth0: [\d.]+\/24/,
         /ingot-init: agent downloaded \(\d+ bytes\), sha256 [0-9a-f]{64} verified/,
         /ingot-init: starting the agent/,
         /=== .*power on, boot order c/,
+        /Booting from Hard Disk/,
         marker,
       ];
       let at = 0;

@@ -110,7 +110,9 @@ for i in 0 1; do
   serial=$(lab ".nodes[$i].logFile")
   for _ in $(seq 120); do grep -q 'INGOT-TEST-IMAGE up' "$serial" && break; sleep 0.5; done
   echo "--- $(lab ".nodes[$i].name") ($serial, abridged)"
-  grep -E '^===|ingot-init: (network up|agent downloaded|starting the agent)|"msg":"deploy (started|finished)"|INGOT-TEST-IMAGE' "$serial" |
+  # The firmware's screen (sgabios) comes with terminal escapes: stripped here.
+  sed -E 's/\x1b\[[0-9;]*[A-Za-z]//g; s/\r//g' "$serial" |
+    grep -E '^===|^Booting from|^Configuring|/boot/(vmlinuz|initrd\.img)\.\.\.|ingot-init: (network up|agent downloaded|starting the agent)|"msg":"deploy (started|finished)"|INGOT-TEST-IMAGE' |
     sed -E 's/^(.{160}).*/\1…/'
   grep -q 'INGOT-TEST-IMAGE up' "$serial" || die "no marker on $(lab ".nodes[$i].name")'s serial console"
   address=$(sed -n 's/.*INGOT-TEST-IMAGE up on .* at \([0-9.]*\).*/\1/p' "$serial" | tail -1)

@@ -10,7 +10,8 @@
 #
 # VM_ENV (written by vm-lab.ts) sets NAME, MAC, TAP, DISK_FILE, SERIAL_LOG, MEMORY_MIB and ACCEL
 # (tcg; kvm only where /dev/kvm runs stock guests). The serial console is appended to SERIAL_LOG
-# across power cycles; QEMU's own messages go to the BMC's node.log. A guest reboot restarts the
+# across power cycles, firmware included (sgabios: SeaBIOS's and iPXE's screen output, with terminal
+# escapes); QEMU's own messages go to the BMC's node.log. A guest reboot restarts the
 # VM with the same boot device; a guest power-off ends QEMU, so the BMC reports power off.
 set -eu
 . "$1"
@@ -22,7 +23,7 @@ default | disk) order=c ;;
 esac
 printf '=== %s: power on, boot order %s (%s) ===\n' "$(date -u +%FT%TZ)" "$order" "$NAME" >>"$SERIAL_LOG"
 exec qemu-system-x86_64 -name "$NAME" -machine pc -accel "$ACCEL" -m "$MEMORY_MIB" -smp 1 \
-  -display none -vga none -monitor none -nodefaults \
+  -display none -vga none -monitor none -nodefaults -device sga \
   -drive "file=$DISK_FILE,format=raw,if=virtio,cache=writeback" \
   -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
   -device "virtio-net-pci,netdev=n0,mac=$MAC" \
