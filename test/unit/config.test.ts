@@ -73,6 +73,13 @@ describe('defaults', () => {
         leaseMs: 30_000,
         scanIntervalMs: 2_000,
       },
+      capture: {
+        listenHost: '127.0.0.1',
+        advertiseHost: '127.0.0.1',
+        firstPort: 7790,
+        lastPort: 7799,
+        connectTimeoutMs: 3_600_000,
+      },
     });
   });
 
