@@ -237,6 +237,18 @@ describe('capturing a node’s disk into an image', () => {
     ).toMatchObject({
       code: grpc.status.NOT_FOUND,
     });
+    // An image name already taken: nothing changes on the node.
+    expect(
+      await captures.fail('createCapture', { node: source.name, image: { name: 'golden' } }),
+    ).toMatchObject({
+      code: grpc.status.ALREADY_EXISTS,
+    });
+    expect((await p.inventory.call('getNode', { id: source.name })).provisionState).toBe(
+      ProvisionState.PROVISION_STATE_AVAILABLE,
+    );
+    expect(await captures.fail('getCapture', { id: '01a21322-6a4b-7ce7-a8d2-b6a05fac8c80' })).toMatchObject({
+      code: grpc.status.NOT_FOUND,
+    });
     // Nothing was created by the refusals.
     expect((await bmctl.run('image', 'show', 'nope')).code).not.toBe(0);
     const r = await bmctl.run('image', 'capture', source.name);

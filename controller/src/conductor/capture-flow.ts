@@ -24,6 +24,8 @@ const IMAGE_POLL_MS = 500;
  */
 const RELEASE_WAIT_MS = 30_000;
 
+type Deps = { db: Database; steps: FlowSteps; captures: ImageCaptures };
+
 /**
  * The capture flow for the conductor: the node is netbooted on the service
  * network, its agent streams the disk (read-only) to the image store's
@@ -98,8 +100,6 @@ export function captureFlow(deps: Deps): FlowDefinition<Capture> {
     },
   };
 }
-
-type Deps = { db: Database; steps: FlowSteps; captures: ImageCaptures };
 
 /** The capture-task step: the agent's task, into the image store's capture port or to the operator's receiver. */
 async function createTask(deps: Deps, capture: Capture, node: Node, signal: AbortSignal): Promise<string> {
