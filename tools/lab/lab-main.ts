@@ -2,7 +2,7 @@
  * `ingot-lab`: a virtual bare-metal lab (virtual-lab.ts) for the demo, manual trials and benchmarks,
  * kept by a background supervisor process.
  *
- *   ingot-lab up N [--vm] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]…
+ *   ingot-lab up N [--vm [--kvm]] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]…
  *   ingot-lab status [--state FILE]
  *   ingot-lab down [--state FILE]
  *
@@ -13,7 +13,8 @@
  * build/lab/lab.json). `down` stops the supervisor by that PID and waits until everything is
  * removed; if the supervisor is gone or does not stop, it removes what the state file lists itself.
  * `--vm`: the nodes are QEMU virtual machines (vm-lab.ts) that PXE-boot the controller's bootstrap
- * image; each one's serial console is its `logFile`.
+ * image; each one's serial console is its `logFile`. They run under QEMU's TCG; `--kvm` uses KVM
+ * instead, only where /dev/kvm runs stock guests (it hangs them on some paravirtual hosts).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,7 +39,7 @@ interface LabState extends LabDescription {
   agentBinary: string;
 }
 
-const USAGE = `usage: ingot-lab up N [--vm] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]...
+const USAGE = `usage: ingot-lab up N [--vm [--kvm]] [--state FILE] [--agent PATH] [--disk-mib MIB] [--project-network BRIDGE]...
        ingot-lab status [--state FILE]
        ingot-lab down [--state FILE]
 `;
@@ -53,6 +54,7 @@ const { values, positionals } = (() => {
         'disk-mib': { type: 'string' },
         'project-network': { type: 'string', multiple: true },
         vm: { type: 'boolean' },
+        kvm: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -110,6 +112,7 @@ async function up(): Promise<void> {
   if (values['disk-mib']) args.push('--disk-mib', values['disk-mib']);
   for (const p of values['project-network'] ?? []) args.push('--project-network', p);
   if (values.vm) args.push('--vm');
+  if (values.kvm) args.push('--kvm');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log] });
   child.unref();
   let exited = false;
@@ -139,7 +142,7 @@ async function supervise(): Promise<void> {
     agentBinary: resolve(values.agent ?? DEFAULT_AGENT),
     ...(diskMiB ? { diskMiB } : {}),
     ...(values['project-network']?.length ? { projectNetworks: values['project-network'] } : {}),
-    ...(values.vm ? { vm: true } : {}),
+    ...(values.vm ? { vm: { accel: values.kvm ? ('kvm' as const) : ('tcg' as const) } } : {}),
   });
   let stopping = false;
   const stop = async (signal: string) => {
