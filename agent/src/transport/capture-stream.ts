@@ -8,6 +8,8 @@ import type { TcpSender } from './tcp-sender.ts';
  * as it comes. @default 1
  */
 const ZSTD_LEVEL = 1;
+/** Compressed bytes per chunk sent: zlib's 16 KiB default makes compressing three times slower. @default 1 MiB */
+const ZSTD_CHUNK_BYTES = 1 << 20;
 
 /** What went on the wire. */
 export interface WireTotals {
@@ -32,7 +34,10 @@ export class CaptureStream {
   constructor(sender: TcpSender, opts: { compress: boolean }) {
     this.#sender = sender;
     if (!opts.compress) return;
-    const zstd = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+    const zstd = createZstdCompress({
+      chunkSize: ZSTD_CHUNK_BYTES,
+      params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL },
+    });
     this.#zstd = zstd;
     this.#pump = (async () => {
       for await (const chunk of zstd as AsyncIterable<Buffer>) await this.#send(chunk);

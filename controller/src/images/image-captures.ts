@@ -269,7 +269,10 @@ export class ImageCaptures {
     }
   }
 
-  /** Resolves with the task once it is finished (watching the bus, and the database for other controllers). */
+  /**
+   * Resolves with the task once it is finished (watching the bus, and the database for other
+   * controllers). A task not found yet is waited for: its creator's transaction may not have committed.
+   */
   async #taskEnded(taskId: string, signal: AbortSignal): Promise<Task> {
     const wakeup = new Wakeup();
     const unsubscribe = this.#tasks.bus.watchTask(taskId, (event) => {
@@ -277,8 +280,8 @@ export class ImageCaptures {
     });
     try {
       for (;;) {
-        const task = await this.#db.fork().findOneOrFail(Task, { id: taskId });
-        if (isFinished(task.state)) return task;
+        const task = await this.#db.fork().findOne(Task, { id: taskId });
+        if (task && isFinished(task.state)) return task;
         signal.throwIfAborted();
         await wakeup.pause(TASK_POLL_MS, signal);
       }
@@ -319,8 +322,8 @@ export class ImageCaptures {
   async #cancelUnfinished(check: { task: Task }): Promise<void> {
     const taskId = check.task.id;
     const em = this.#db.fork();
-    const task = await em.findOneOrFail(Task, { id: taskId });
-    if (isFinished(task.state)) return;
+    const task = await em.findOne(Task, { id: taskId });
+    if (!task || isFinished(task.state)) return;
     await this.#tasks.cancel(em, task).catch((err: unknown) => {
       this.#log.warn({ err, task: taskId }, 'could not cancel the capture task');
     });
