@@ -62,6 +62,10 @@ agent: build/ingot-agent ## Build the on-node agent: build/ingot-agent, one exec
 bench-imaging: proto agent ## Imaging (root): deploy a 2 GiB image raw and zstd vs curl|dd on one loop device; agent RSS; progress latency
 	@bench/imaging/run.sh
 
+.PHONY: bench-capture
+bench-capture: proto agent ## Capture (root): a 2 GiB loop disk into the image store vs dd | nc into nc -l; a 90%-empty disk with --to-last-partition and zstd
+	@bench/capture/run.sh
+
 .PHONY: bench-power
 bench-power: proto ## Power: BMC latency per driver and a 100-node power-on wave against simulated BMCs
 	@bench/power/run.sh
