@@ -431,6 +431,34 @@ describe('capturing into the image store', () => {
     expect((await bmctl('image', 'receive-port', 'bm-port', '--ttl', 'soon')).code).toBe(2);
   });
 
+  it('KILLS what a stopping controller was still receiving', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ingot-capture-stop-'));
+    const other = await startTestController({ dataDir });
+    try {
+      const api = imageApi(other.address, other.token);
+      await api.call('createImage', { image: { name: 'cut-by-stop' } });
+      const opened = await api.call('receiveImage', { id: 'cut-by-stop' });
+      const [host, port] = opened.receiver.split(':') as [string, string];
+      const sender = connect(Number(port), host);
+      await new Promise<void>((resolve) => sender.write(Buffer.alloc(MiB, 1), () => resolve()));
+      sender.on('error', () => {});
+      await other.stop();
+      sender.destroy();
+      const again = await startTestController({ dataDir });
+      try {
+        const image = (await imageApi(again.address, again.token).call('getImage', {
+          id: 'cut-by-stop',
+        })) as Image;
+        expect(image.status).toBe(ImageStatus.IMAGE_STATUS_KILLED);
+        expect(image.statusReason).toBe('the controller stopped before the capture finished; capture again');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      removeDataDir(dataDir);
+    }
+  });
+
   it('rejects capture specs and ReceiveImage requests with field violations and the right statuses', async () => {
     const image = await createImage('cap-invalid');
     const both = await refusedCapture({ disk: '/dev/sda', receiver: '10.0.0.1:9000', image: image.id });

@@ -94,6 +94,34 @@ describe('defaults', () => {
     expect(() => loadConfig(['--config', file], {})).toThrow(/netboot\.mode/);
   });
 
+  it('advertises capture ports on the host nodes already reach, and refuses a reversed port range', async () => {
+    const capture = (contents: unknown, argv: string[] = []) =>
+      configFile('capture.json', contents).then(
+        (file) => loadConfig(['--config', file, ...argv], {}).capture,
+      );
+    expect(
+      await capture({
+        netboot: { controllerUrl: 'http://10.0.0.1:7780' },
+        httpAdvertiseUrl: 'http://[fd00::1]:80',
+      }),
+    ).toMatchObject({ listenHost: '127.0.0.1', advertiseHost: '10.0.0.1' });
+    expect(await capture({ httpAdvertiseUrl: 'http://[fd00::1]:80' })).toMatchObject({
+      advertiseHost: 'fd00::1',
+    });
+    expect(await capture({}, ['--http-listen', '0.0.0.0:7780'])).toMatchObject({
+      listenHost: '0.0.0.0',
+      advertiseHost: '127.0.0.1',
+    });
+    expect(
+      await capture({ capture: { listenHost: '[::]', advertiseHost: 'capture.example' } }),
+    ).toMatchObject({
+      listenHost: '::',
+      advertiseHost: 'capture.example',
+    });
+    const reversed = await configFile('reversed.json', { capture: { firstPort: 7799, lastPort: 7790 } });
+    expect(configError(['--config', reversed])).toContain('lastPort must not be below firstPort');
+  });
+
   it('takes scheduler settings from the config file and refuses unknown filters', () => {
     const file = join(dir, 'scheduler.json');
     writeFileSync(
