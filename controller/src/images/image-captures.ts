@@ -24,6 +24,8 @@ export const RECEIVE_TTL_MAX_MS = 7 * 24 * 3600_000;
 const RESULT_WAIT_MS = 10 * 60_000;
 /** After a capture broke, how long its task has to report why before it is cancelled. @default 10 s */
 const FAILURE_REPORT_WAIT_MS = 10_000;
+/** How long a capture waits for its task to be committed by its creator. @default 60 s */
+const TASK_APPEAR_WAIT_MS = 60_000;
 /** How often a capture re-reads its task, for results recorded by another controller. @default 2 s */
 const TASK_POLL_MS = 2000;
 
@@ -197,7 +199,7 @@ export class ImageCaptures {
     const taskFailed = new AbortController();
     taskEnded?.then(
       (task) => task.state !== 'succeeded' && taskFailed.abort(new CaptureFailure(taskFailure(task))),
-      () => {},
+      (err: unknown) => err instanceof CaptureFailure && taskFailed.abort(err),
     );
     const signal = AbortSignal.any([stopping, taskFailed.signal]);
     let socket: Socket | undefined;
@@ -272,8 +274,10 @@ export class ImageCaptures {
   /**
    * Resolves with the task once it is finished (watching the bus, and the database for other
    * controllers). A task not found yet is waited for: its creator's transaction may not have committed.
+   * One that never appears (the transaction rolled back) ends the capture.
    */
   async #taskEnded(taskId: string, signal: AbortSignal): Promise<Task> {
+    const appearBy = Date.now() + TASK_APPEAR_WAIT_MS;
     const wakeup = new Wakeup();
     const unsubscribe = this.#tasks.bus.watchTask(taskId, (event) => {
       if (event.kind === 'changed') wakeup.wake();
@@ -282,6 +286,9 @@ export class ImageCaptures {
       for (;;) {
         const task = await this.#db.fork().findOne(Task, { id: taskId });
         if (task && isFinished(task.state)) return task;
+        if (!task && Date.now() > appearBy) {
+          throw new CaptureFailure(`the capture task ${taskId} was never created; capture again`);
+        }
         signal.throwIfAborted();
         await wakeup.pause(TASK_POLL_MS, signal);
       }
