@@ -63,7 +63,7 @@ bench-imaging: proto agent ## Imaging (root): deploy a 2 GiB image raw and zstd 
 	@bench/imaging/run.sh
 
 .PHONY: bench-capture
-bench-capture: proto agent ## Capture (root): a 2 GiB loop disk into the image store vs dd | nc into nc -l; a 90%-empty disk with --to-last-partition and zstd
+bench-capture: proto agent ## Capture (root): a 2 GiB loop disk into the image store vs dd | nc into nc -l, over a 1 Gbit/s link and loopback; a 90%-empty disk with --to-last-partition and zstd
 	@bench/capture/run.sh
 
 .PHONY: bench-power

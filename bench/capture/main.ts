@@ -4,22 +4,29 @@
  * data), in one run:
  *
  *   ingot:  a capture task: agent → controller capture port → image store (ACTIVE)
- *   dd|nc:  dd if=DEV bs=8M | nc -N 127.0.0.1 PORT   into   nc -l 127.0.0.1 PORT > FILE
+ *   dd|nc:  dd if=DEV bs=8M | nc -N HOST PORT   into   nc -l HOST PORT > FILE
  *
  * Ingot's time runs from CreateTask until the image is ACTIVE, so it
  * includes queuing, the agent's and the controller's SHA-256, the fsync of
  * the stored file and the check against the agent's count and digest; the
  * baseline's ends when `nc -l` exits (no digest, no fsync). Both files are
- * on the same file system. Each round runs both, the order alternating, and
- * the medians are compared. Then a disk that is 90% empty (data only in its
- * first partition, ~10% of it) is captured whole, with
- * `--to-last-partition`, compressed, and both.
+ * on the same file system. Each round runs every side, the order rotating,
+ * and the medians are compared. Two places for the sender:
  *
- * Needs root (loop devices). Progress on stderr; stdout ends with one line.
+ *   loopback:     agent and dd|nc in the host's namespace: the virtual disk and the CPU are the limit;
+ *   1 Gbit/s link: agent and dd|nc in a node namespace whose veth sends through a 1 Gbit/s token
+ *                 bucket (link.ts), receivers in the host's: the bytes on the wire are the limit, as
+ *                 from a real node to its controller — raw and `--compress` against dd|nc.
+ *
+ * Then a disk that is 90% empty (data only in its first partition, ~10% of
+ * it) is captured whole, with `--to-last-partition`, compressed, and both,
+ * and over the link with both.
+ *
+ * Needs root (loop devices, the namespace). Progress on stderr; stdout ends with one line.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +47,7 @@ import {
 import { freeTcpPort } from '../../test/support/provisioning-lab.ts';
 import { type ControllerProcess, startControllerProcess } from '../scheduler/controller-process.ts';
 import { Latencies } from '../scheduler/stats.ts';
+import { createShapedLink, type ShapedLink } from './link.ts';
 
 const run = promisify(execFile);
 const GiB = 2 ** 30;
@@ -48,7 +56,10 @@ const MiB = 2 ** 20;
 const DISK_BYTES = Number(process.env.BENCH_DISK_BYTES ?? 2 * GiB);
 /** Rounds of (dd|nc, Ingot) on the full disk, alternating who goes first. @default 3 */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const NODE_MAC = '52:54:00:be:00:08';
+/** The last octet is the node's index. */
+const NODE_MAC = '52:54:00:be:00:0';
+/** The link from the node namespace to the host's: its rate as `tc` reads it, and its name in the output. */
+const LINK = { rate: '1gbit', label: '1 Gbit/s link' } as const;
 
 const say = (text: string) => process.stderr.write(`bench-capture: ${text}\n`);
 
@@ -92,11 +103,52 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
+/** Where a capture is sent from: the host's namespace (loopback) or the node namespace of a link. */
+interface Sender {
+  label: string;
+  /** The node registered for this sender's agent. */
+  node: string;
+  /** Network namespace the senders run in; none for the host's own. */
+  ns?: string;
+  /** Where the receivers (the controller's capture port, `nc -l`) listen. */
+  host: string;
+}
+
+type CaptureOptions = { compress?: boolean; toLastPartition?: boolean };
+
+/** One timed side of a comparison: seconds. */
+type Side = () => Promise<number>;
+
+/** Runs every side once per round, rotating who goes first so that a change in the machine's load favours none; medians in seconds. */
+async function medians<K extends string>(label: string, sides: Record<K, Side>): Promise<Record<K, number>> {
+  const names = Object.keys(sides) as K[];
+  const samples = new Map(names.map((name) => [name, new Latencies()]));
+  for (let round = 0; round < ROUNDS; round++) {
+    stopping.signal.throwIfAborted();
+    const order = [...names.slice(round % names.length), ...names.slice(0, round % names.length)];
+    const took: string[] = [];
+    for (const name of order) {
+      const seconds = await sides[name]();
+      samples.get(name)?.add(seconds * 1000);
+      took.push(`${name} ${seconds.toFixed(2)} s`);
+    }
+    say(`${label} round ${round + 1}: ${took.join(', ')}`);
+  }
+  return Object.fromEntries(
+    names.map((name) => [name, (samples.get(name)?.percentile(50) ?? Number.NaN) / 1000]),
+  ) as Record<K, number>;
+}
+
+const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
+/** `0.47×`: how many times faster than the baseline. */
+const times = (baseline: number, seconds: number) => `${(baseline / seconds).toFixed(2)}×`;
+
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('needs root for loop devices');
+  if (process.getuid?.() !== 0) throw new Error('needs root for loop devices and network namespaces');
   const dir = mkdtempSync(join(tmpdir(), 'ingot-bench-capture-'));
   const disks: LoopDevice[] = [];
-  let agent: AgentProcess | undefined;
+  const agents: AgentProcess[] = [];
+  let link: ShapedLink | undefined;
   let controller: ControllerProcess | undefined;
   try {
     say('building the agent (make agent)');
@@ -113,24 +165,50 @@ async function main(): Promise<void> {
     await fillDevice(sparse.path, MiB, MiB + dataBytes);
     await run('sgdisk', ['-o', '-n', `1:2048:+${dataBytes / MiB}M`, '-t', '1:8300', sparse.path]);
 
-    controller = await startControllerProcess('', join(dir, 'data'));
-    const { grpcAddress: grpc, token } = controller;
-    agent = await startNodeAgent(
-      { address: grpc, token },
-      { name: 'bench-node', ip: '10.99.0.8', mac: NODE_MAC, bmcAddress: '10.99.1.8' },
-      { disks: disks.map((d) => d.path) },
+    say(`a node namespace behind a ${LINK.label} (veth + tbf)`);
+    link = await createShapedLink(LINK.rate);
+    const { hostAddress } = link;
+    // One controller for both senders, its gRPC and capture ports on the link's host end: the link's
+    // agent reaches them over the veth, the host's own agent through lo (a local address is routed there).
+    const config = join(dir, 'controller.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ capture: { listenHost: hostAddress, advertiseHost: hostAddress } }),
     );
+    controller = await startControllerProcess('', join(dir, 'data'), {
+      controllerArgs: ['--config', config, '--grpc-listen', `${hostAddress}:0`],
+    });
+    const { grpcAddress: grpc, token } = controller;
+    const loopback: Sender = { label: 'loopback', node: 'bench-node', host: '127.0.0.1' };
+    const linked: Sender = { label: LINK.label, node: 'bench-link', ns: link.ns, host: hostAddress };
+    for (const [sender, index] of [
+      [loopback, 8],
+      [linked, 9],
+    ] as const) {
+      const node = {
+        name: sender.node,
+        ip: `10.99.0.${index}`,
+        mac: `${NODE_MAC}${index}`,
+        bmcAddress: `10.99.1.${index}`,
+      };
+      agents.push(
+        await startNodeAgent({ address: grpc, token }, node, {
+          disks: disks.map((d) => d.path),
+          ...(sender.ns ? { netns: sender.ns } : {}),
+        }),
+      );
+    }
     const images = imageApi(grpc, token);
     let captures = 0;
 
-    /** One capture into the store: seconds from CreateTask to ACTIVE, and the image. */
-    const ingot = async (disk: LoopDevice, opts: { compress?: boolean; toLastPartition?: boolean } = {}) => {
+    /** One capture into the store from `sender`'s agent: seconds from CreateTask to ACTIVE, and the image. */
+    const ingot = async (sender: Sender, disk: LoopDevice, opts: CaptureOptions = {}) => {
       await coldCache(disk);
       const name = `bench-${++captures}`;
       await images.call('createImage', { image: { name } });
       const started = performance.now();
       const created = await taskApi(grpc, token).call('createTask', {
-        node: 'bench-node',
+        node: sender.node,
         spec: { capture: { disk: disk.path, image: name, ...opts } },
       });
       const { task } = await finishedTask(grpc, token, created.id);
@@ -144,7 +222,7 @@ async function main(): Promise<void> {
       const seconds = (performance.now() - started) / 1000;
       const at = (d: Date | undefined) => d?.getTime() ?? 0;
       say(
-        `  ingot: queued ${((at(task.startTime) - at(task.createTime)) / 1000).toFixed(2)} s, agent ${((at(task.endTime) - at(task.startTime)) / 1000).toFixed(2)} s, ` +
+        `  ingot (${sender.label}): queued ${((at(task.startTime) - at(task.createTime)) / 1000).toFixed(2)} s, agent ${((at(task.endTime) - at(task.startTime)) / 1000).toFixed(2)} s, ` +
           `then ACTIVE after ${((at(image.updateTime) - at(task.endTime)) / 1000).toFixed(2)} s (the controller's fsync and check)`,
       );
       if (image.status !== ImageStatus.IMAGE_STATUS_ACTIVE)
@@ -153,13 +231,13 @@ async function main(): Promise<void> {
       return { seconds, image, bytesRead: task.outcome?.bytesRead ?? 0 };
     };
 
-    /** `dd if=DEV bs=8M | nc -N` into `nc -l > FILE`: seconds until the receiver exits. */
-    const baseline = async (disk: LoopDevice): Promise<number> => {
+    /** `dd if=DEV bs=8M | nc -N` from `sender` into `nc -l > FILE`: seconds until the receiver exits. */
+    const baseline = async (sender: Sender, disk: LoopDevice): Promise<number> => {
       await coldCache(disk);
-      const port = await freeTcpPort('127.0.0.1');
+      const port = await freeTcpPort(sender.host);
       const out = join(dir, 'nc.img');
       const fd = openSync(out, 'w');
-      const receiver = spawn('nc', ['-l', '127.0.0.1', String(port)], { stdio: ['ignore', fd, 'inherit'] });
+      const receiver = spawn('nc', ['-l', sender.host, String(port)], { stdio: ['ignore', fd, 'inherit'] });
       closeSync(fd);
       const received = new Promise<number | null>((resolve) => receiver.once('exit', resolve));
       try {
@@ -169,12 +247,15 @@ async function main(): Promise<void> {
             (await run('ss', ['-Hltn', `sport = :${port}`])).stdout.includes(`:${port}`) || undefined,
         );
         const started = performance.now();
-        await run('bash', [
+        const pipeline = [
+          'bash',
           '-o',
           'pipefail',
           '-c',
-          `dd if=${disk.path} bs=8M status=none | nc -N 127.0.0.1 ${port}`,
-        ]);
+          `dd if=${disk.path} bs=8M status=none | nc -N ${sender.host} ${port}`,
+        ];
+        const [bin, ...args] = sender.ns ? ['ip', 'netns', 'exec', sender.ns, ...pipeline] : pipeline;
+        await run(bin as string, args);
         const code = await received;
         const seconds = (performance.now() - started) / 1000;
         if (code !== 0 || statSync(out).size !== disk.sizeBytes) {
@@ -187,33 +268,18 @@ async function main(): Promise<void> {
       }
     };
 
-    const ingotMs = new Latencies();
-    const ddMs = new Latencies();
-    for (let round = 1; round <= ROUNDS; round++) {
-      stopping.signal.throwIfAborted();
-      // Alternate who goes first, so that a change in the machine's load does not favour one side.
-      let b = 0;
-      let i = 0;
-      if (round % 2 === 1) {
-        b = await baseline(full);
-        i = (await ingot(full)).seconds;
-      } else {
-        i = (await ingot(full)).seconds;
-        b = await baseline(full);
-      }
-      ddMs.add(b * 1000);
-      ingotMs.add(i * 1000);
-      say(`round ${round}: dd|nc ${b.toFixed(2)} s, ingot ${i.toFixed(2)} s`);
-    }
+    const fullLocal = await medians('loopback', {
+      'dd|nc': () => baseline(loopback, full),
+      ingot: async () => (await ingot(loopback, full)).seconds,
+    });
 
     stopping.signal.throwIfAborted();
     say(`90%-empty disk: ${dataBytes / MiB} MiB of data in its only partition`);
-    const emptyDd = await baseline(sparse);
-    const emptyRaw = await ingot(sparse);
-    const emptyTail = await ingot(sparse, { toLastPartition: true });
-    const emptyZstd = await ingot(sparse, { compress: true });
-    const emptyBoth = await ingot(sparse, { compress: true, toLastPartition: true });
-    const mib = (bytes: number) => `${(bytes / MiB).toFixed(0)} MiB`;
+    const emptyDd = await baseline(loopback, sparse);
+    const emptyRaw = await ingot(loopback, sparse);
+    const emptyTail = await ingot(loopback, sparse, { toLastPartition: true });
+    const emptyZstd = await ingot(loopback, sparse, { compress: true });
+    const emptyBoth = await ingot(loopback, sparse, { compress: true, toLastPartition: true });
     for (const [label, r] of [
       ['raw', emptyRaw],
       ['--to-last-partition', emptyTail],
@@ -226,10 +292,32 @@ async function main(): Promise<void> {
     }
     say(`  dd|nc: ${emptyDd.toFixed(2)} s`);
 
-    const i = ingotMs.percentile(50) / 1000;
-    const b = ddMs.percentile(50) / 1000;
+    // The compressed size of the full disk is what crosses the link; kept from the last such capture.
+    let zstdBytes = 0;
+    const fullLink = await medians(LINK.label, {
+      'dd|nc': () => baseline(linked, full),
+      raw: async () => (await ingot(linked, full)).seconds,
+      zstd: async () => {
+        const r = await ingot(linked, full, { compress: true });
+        zstdBytes = r.image.sizeBytes;
+        return r.seconds;
+      },
+    });
+    stopping.signal.throwIfAborted();
+    const emptyLinkDd = await baseline(linked, sparse);
+    const emptyLinkBoth = await ingot(linked, sparse, { compress: true, toLastPartition: true });
+    say(
+      `  90%-empty over the link: dd|nc ${emptyLinkDd.toFixed(2)} s, zstd --to-last-partition ${emptyLinkBoth.seconds.toFixed(2)} s`,
+    );
+
+    const { 'dd|nc': b, ingot: i } = fullLocal;
+    const l = fullLink;
     process.stdout.write(
-      `ratio ${(b / i).toFixed(2)} ingot ${rate(DISK_BYTES, i)} dd|nc ${rate(DISK_BYTES, b)} | ` +
+      `ratio ${(l['dd|nc'] / l.zstd).toFixed(2)} (dd|nc / ingot --compress over a ${LINK.label}) | ` +
+        `${LINK.label}, ${DISK_BYTES / GiB} GiB disk (medians of ${ROUNDS}): dd|nc ${l['dd|nc'].toFixed(2)} s, ` +
+        `ingot raw ${l.raw.toFixed(2)} s (${times(l['dd|nc'], l.raw)}), --compress ${l.zstd.toFixed(2)} s (${times(l['dd|nc'], l.zstd)}, ${mib(zstdBytes)} sent); ` +
+        `90%-empty: dd|nc ${emptyLinkDd.toFixed(2)} s, --compress --to-last-partition ${emptyLinkBoth.seconds.toFixed(2)} s (${times(emptyLinkDd, emptyLinkBoth.seconds)}) | ` +
+        `loopback: ratio ${(b / i).toFixed(2)} ingot ${rate(DISK_BYTES, i)} dd|nc ${rate(DISK_BYTES, b)} | ` +
         `${DISK_BYTES / GiB} GiB disk: ingot ${i.toFixed(2)} s vs dd|nc ${b.toFixed(2)} s (medians of ${ROUNDS}) | ` +
         `90%-empty: dd|nc ${emptyDd.toFixed(2)} s, ingot raw ${emptyRaw.seconds.toFixed(2)} s, ` +
         `--to-last-partition ${emptyTail.seconds.toFixed(2)} s (${mib(emptyTail.image.sizeBytes)}), ` +
@@ -237,8 +325,9 @@ async function main(): Promise<void> {
         `both ${emptyBoth.seconds.toFixed(2)} s (${mib(emptyBoth.image.sizeBytes)} stored)\n`,
     );
   } finally {
-    await agent?.stop();
+    for (const agent of agents) await agent.stop();
     await controller?.stop();
+    await link?.destroy();
     for (const disk of disks) await disk.detach();
     rmSync(dir, { recursive: true, force: true });
   }

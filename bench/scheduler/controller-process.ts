@@ -20,18 +20,20 @@ export interface ControllerProcess {
 
 /**
  * Starts the controller on `database` with a fresh data dir; resolves once it serves.
- * `nodeArgs` go to Node.js itself (e.g. `--cpu-prof` to profile the controller under load).
+ * `nodeArgs` go to Node.js itself (e.g. `--cpu-prof` to profile the controller under load);
+ * `controllerArgs` go to the controller after the defaults here, so they win (e.g. `--grpc-listen`,
+ * `--config FILE`).
  */
 export async function startControllerProcess(
   database: string,
   dataDir: string,
-  nodeArgs: readonly string[] = [],
+  opts: { nodeArgs?: readonly string[]; controllerArgs?: readonly string[] } = {},
 ): Promise<ControllerProcess> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('INGOT_')));
   const child: ChildProcess = spawn(
     process.execPath,
     [
-      ...nodeArgs,
+      ...(opts.nodeArgs ?? []),
       CONTROLLER_MAIN,
       '--data-dir',
       dataDir,
@@ -43,6 +45,7 @@ export async function startControllerProcess(
       '127.0.0.1:0',
       '--log-level',
       'info',
+      ...(opts.controllerArgs ?? []),
     ],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );

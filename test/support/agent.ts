@@ -177,6 +177,11 @@ export interface AgentOptions {
   tokenFlag?: boolean;
   /** Extra environment, e.g. the block reader's test hook. */
   env?: Record<string, string>;
+  /**
+   * Run the agent inside this network namespace (`ip netns exec NS`, which execs the agent, so the
+   * PID and the signals stay the agent's). @default the test's own namespace
+   */
+  netns?: string;
 }
 
 /** The real agent executable, run as a child of the test. */
@@ -219,7 +224,10 @@ export class AgentProcess {
       ...opts.env,
       ...(opts.tokenFlag ? {} : { INGOT_AGENT_TOKEN: opts.token }),
     };
-    return new AgentProcess(spawn(AGENT_BINARY, args, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const [bin, argv] = opts.netns
+      ? ['ip', ['netns', 'exec', opts.netns, AGENT_BINARY, ...args]]
+      : [AGENT_BINARY, args];
+    return new AgentProcess(spawn(bin, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   /** Waits for a log line matching `predicate`; rejects if the agent exits first. */
