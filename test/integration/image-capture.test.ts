@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -429,6 +430,22 @@ describe('capturing into the image store', () => {
       expect(usage.stderr).toContain(message);
     }
     expect((await bmctl('image', 'receive-port', 'bm-port', '--ttl', 'soon')).code).toBe(2);
+  });
+
+  it('deleting an image while it is being received stops the receiver: port closed, no file left', async () => {
+    const image = await createImage('deleted-mid-stream');
+    const opened = await images().call('receiveImage', { id: image.id });
+    const [host, port] = opened.receiver.split(':') as [string, string];
+    const sender = connect(Number(port), host);
+    await new Promise((resolve) => sender.once('connect', resolve));
+    sender.write(Buffer.alloc(1 << 20, 7));
+    const closed = new Promise((resolve) => sender.once('close', resolve));
+    sender.on('error', () => {});
+    await images().call('deleteImage', { id: image.id });
+    await closed;
+    expect(await images().fail('getImage', { id: image.id })).toMatchObject({ code: status.NOT_FOUND });
+    const dir = join(ctl.dataDir, 'images');
+    expect(readdirSync(dir).filter((f) => f.startsWith(image.id))).toEqual([]);
   });
 
   it('KILLS what a stopping controller was still receiving', async () => {

@@ -154,7 +154,7 @@ export function imageHandlers(deps: ImageServiceDeps): Handlers {
   const remove: Method<pb.DeleteImageRequest, Empty> = {
     access: MEMBERS_TOO,
     async handle(req, { em, caller }) {
-      await deleteImage(em, deps.store, caller, req.id);
+      await deleteImage(em, deps.store, caller, req.id, (id) => deps.captures.abandon(id));
       return {};
     },
   };

@@ -23,6 +23,11 @@ const IMAGE_POLL_MS = 500;
  * is taken as lost with a controller that stopped. @default 30 s
  */
 const RELEASE_WAIT_MS = 30_000;
+/**
+ * Into the store, an agent that restarted is sent its running task again,
+ * whose port already took its one connection: a new task cures that.
+ */
+const PORT_GONE: ReadonlySet<string> = new Set(['RECEIVER_UNREACHABLE']);
 
 type Deps = { db: Database; steps: FlowSteps; captures: ImageCaptures };
 
@@ -154,11 +159,14 @@ function queueTask(deps: Deps, tx: EntityManager, capture: Capture, node: Node):
 async function releaseImage(deps: Deps, imageId: string, signal: AbortSignal): Promise<void> {
   const wakeup = new Wakeup();
   const deadline = Date.now() + RELEASE_WAIT_MS;
-  while (Date.now() < deadline) {
+  // A receiver in this process is alive however long it takes: only a dead one's image is KILLED here.
+  while (Date.now() < deadline || deps.captures.isReceiving(imageId)) {
+    signal.throwIfAborted();
     const image = await deps.db.fork().findOne(Image, { id: imageId }, { fields: ['status'] });
     if (image?.status !== 'saving') return;
     await wakeup.pause(IMAGE_POLL_MS, signal);
   }
+  signal.throwIfAborted();
   await deps.db.fork().nativeUpdate(
     Image,
     { id: imageId, status: 'saving' },
@@ -177,6 +185,7 @@ async function releaseImage(deps: Deps, imageId: string, signal: AbortSignal): P
  */
 async function waitForCapture(deps: Deps, ctx: SubjectStepContext<Capture>): Promise<string> {
   const { subject: capture, node, signal } = ctx;
+  const imageId = capture.imageId;
   for (let attempt = 0; ; attempt++) {
     await ensureTask(deps, capture, node, signal, { replace: attempt > 0 });
     const message = await deps.steps.waitForTask({
@@ -186,14 +195,22 @@ async function waitForCapture(deps: Deps, ctx: SubjectStepContext<Capture>): Pro
       node,
       signal,
       note: ctx.note,
-      beforeRequeue: async () => {
-        if (capture.imageId) await releaseImage(deps, capture.imageId, signal);
-      },
+      // Into the store, a retry needs a new task: the old one's port took its one connection.
+      ...(imageId
+        ? {
+            newTaskOnRetry: true,
+            alsoRetryable: PORT_GONE,
+            beforeRequeue: async () => {
+              await deps.steps.cancelUnfinished(node.id);
+              await releaseImage(deps, imageId, signal);
+            },
+          }
+        : {}),
       requeue: (tx) => queueTask(deps, tx, capture, node),
       done: (task) => {
         const o = task.outcome;
         const unreadable = o?.unreadable?.length ?? 0;
-        return `${o?.bytesRead ?? o?.bytesSent ?? 0} bytes read, ${o?.bytesSent ?? 0} sent, sha256 ${o?.sha256 ?? ''}${unreadable > 0 ? `, ${unreadable} unreadable range(s) sent as zeros` : ''}`;
+        return `${o?.bytesRead || o?.bytesSent || 0} bytes read, ${o?.bytesSent ?? 0} sent, sha256 ${o?.sha256 ?? ''}${unreadable > 0 ? `, ${unreadable} unreadable range(s) sent as zeros` : ''}`;
       },
     });
     const em = deps.db.fork();
@@ -220,6 +237,7 @@ async function imageChecked(deps: Deps, imageId: string, signal: AbortSignal): P
   const deadline = Date.now() + IMAGE_CHECK_MS;
   let orphanedSince: number | undefined;
   for (;;) {
+    signal.throwIfAborted();
     const image = await deps.db.fork().findOne(Image, { id: imageId });
     if (!image) throw new FlowError('the image was deleted during the capture');
     if (image.status === 'active') return image;

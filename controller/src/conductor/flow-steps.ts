@@ -76,6 +76,14 @@ export interface TaskWait {
   beforeRequeue?(): Promise<void>;
   /** Queues the task anew after a failure a retry may cure; returns the new task's id. */
   requeue(tx: EntityManager, kind: TaskKind): Promise<string>;
+  /**
+   * Every retry gets a new task, also after a stall or an agent that never
+   * called in (whose task would otherwise be sent again as it is): a
+   * capture's port takes one connection. @default false
+   */
+  newTaskOnRetry?: boolean;
+  /** Task failures this subject's retry may cure besides RETRYABLE_TASK_ERRORS. */
+  alsoRetryable?: ReadonlySet<string>;
   /** The step's record line once the task succeeded. */
   done(task: Task): string;
 }
@@ -308,7 +316,9 @@ export class FlowSteps {
         if (task.state === 'failed' || task.state === 'cancelled') {
           const err = task.error;
           const told = `the agent's ${task.kind} failed: ${err?.reason ?? 'UNKNOWN'}: ${err?.message ?? ''}`;
-          if (!err || !RETRYABLE_TASK_ERRORS.has(err.reason)) throw new FlowError(told);
+          const retryable =
+            err && (RETRYABLE_TASK_ERRORS.has(err.reason) || w.alsoRetryable?.has(err.reason));
+          if (!retryable) throw new FlowError(told);
           trouble = told;
           newTask = true;
         } else if (task.state === 'queued' && now - since > s.agentTimeoutMs) {
@@ -322,7 +332,7 @@ export class FlowSteps {
           }
         }
         if (trouble) {
-          await this.#retry(w, current.retries, trouble, newTask ? task.kind : undefined);
+          await this.#retry(w, current.retries, trouble, newTask || w.newTaskOnRetry ? task.kind : undefined);
           cycles.push(trouble);
           since = Date.now();
           continue;

@@ -78,7 +78,7 @@ const CaptureSettings = z
     /** @default 7799 */
     lastPort: port.default(7799),
     /** How long a capture task's port waits for the agent to connect. @default 3600000 (1 h) */
-    connectTimeoutMs: z.number().int().positive().default(3_600_000),
+    connectTimeoutMs: z.number().int().positive().max(2_147_483_647).default(3_600_000),
   })
   .strict()
   .refine((c) => c.lastPort >= c.firstPort, { message: 'lastPort must not be below firstPort' });

@@ -99,7 +99,10 @@ export class ImageCaptures {
       });
     } catch (err) {
       port.close();
-      await this.#kill(image.id, 'the capture task could not be created; capture again');
+      // Inside the caller's transaction its rollback undoes the claim (and a KILL from another
+      // connection would wait on the claim's row lock for ever); outside, the claim is committed.
+      if (!em.isInTransaction())
+        await this.#kill(image.id, 'the capture task could not be created; capture again');
       throw err;
     }
     this.#follow(image, format, port, deadline, { task });
@@ -134,6 +137,14 @@ export class ImageCaptures {
     };
   }
 
+  /** Stops receiving the image's bytes here, if this controller is (the image is being deleted). */
+  async abandon(imageId: string): Promise<void> {
+    const run = this.#running.get(imageId);
+    if (!run) return;
+    run.abort.abort(new CaptureFailure('the image was deleted during the capture'));
+    await run.done;
+  }
+
   /** Whether this controller is receiving (or checking) the image's bytes now. */
   isReceiving(imageId: string): boolean {
     return this.#running.has(imageId);
@@ -156,16 +167,22 @@ export class ImageCaptures {
       throw new ImageNotUploadableError(image.name, image.status);
     }
     const port = await this.#ports.open();
-    const claimed = await em.nativeUpdate(
-      Image,
-      { id: image.id, status: { $in: ['queued', 'killed'] } },
-      {
-        status: 'saving',
-        diskFormat: format,
-        statusReason: `waiting for the bytes on ${port.receiver} until ${deadline.toISOString()}`,
-        updatedAt: new Date(),
-      },
-    );
+    let claimed: number;
+    try {
+      claimed = await em.nativeUpdate(
+        Image,
+        { id: image.id, status: { $in: ['queued', 'killed'] } },
+        {
+          status: 'saving',
+          diskFormat: format,
+          statusReason: `waiting for the bytes on ${port.receiver} until ${deadline.toISOString()}`,
+          updatedAt: new Date(),
+        },
+      );
+    } catch (err) {
+      port.close();
+      throw err;
+    }
     if (claimed === 0) {
       port.close();
       throw new ImageNotUploadableError(image.name, 'saving');
@@ -223,13 +240,19 @@ export class ImageCaptures {
             ? this.#matchOutcome(r, taskEnded)
             : matchExpected(r, check as Expected),
       });
-      await this.#db
+      const settled = await this.#db
         .fork()
         .nativeUpdate(
           Image,
           { id: image.id, status: 'saving' },
           { status: 'active', ...received, statusReason: '', updatedAt: new Date() },
         );
+      if (settled === 0) {
+        // Deleted (or KILLED by someone else) while the bytes came in: nothing may keep them.
+        await this.#store.remove(image.id);
+        log.warn({ ...received, peer }, 'image gone or no longer SAVING once received: bytes dropped');
+        return;
+      }
       log.info({ ...received, peer }, 'image captured');
     } catch (err) {
       let reason = signal.aborted

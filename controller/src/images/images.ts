@@ -183,17 +183,22 @@ export async function uploadImage(
   return em.fork().findOneOrFail(Image, { id: image.id });
 }
 
-/** Deletes the row and the file; refused while an unfinished task deploys the image. */
+/**
+ * Deletes the row and the file; refused while an unfinished task deploys or
+ * captures the image. `abandon` first stops a receiver still filling it.
+ */
 export async function deleteImage(
   em: EntityManager,
   store: ImageStore,
   caller: Caller,
   ref: string,
+  abandon: (imageId: string) => Promise<void>,
 ): Promise<void> {
   const image = await findImage(em, caller, ref, { write: true });
   const unfinished = TASK_STATES.filter((s) => !isFinished(s));
   const task = await em.findOne(Task, { imageId: image.id, state: { $in: unfinished } });
   if (task) throw new ImageInUseError(image.name, task.id);
+  await abandon(image.id);
   await em.nativeDelete(Image, { id: image.id });
   await store.remove(image.id);
 }

@@ -5,7 +5,7 @@ import {
   CreateCaptureRequest,
   captureStateToJSON,
 } from '../../../build/gen/ingot/v1/capture.ts';
-import { OsType } from '../../../build/gen/ingot/v1/image.ts';
+import { ImageVisibility, OsType } from '../../../build/gen/ingot/v1/image.ts';
 import type { CommandContext } from '../context.ts';
 import { BmctlError, EXIT_FAILURE, UsageError } from '../errors.ts';
 import { formatTime, renderTable, toProtoJson, type View } from '../output.ts';
@@ -14,6 +14,10 @@ import { formatBytes } from '../services.ts';
 import { parseBlockSize, parseBlocks } from './task.ts';
 
 const OS_TYPES = { linux: OsType.OS_TYPE_LINUX, windows: OsType.OS_TYPE_WINDOWS };
+const VISIBILITIES = {
+  project: ImageVisibility.IMAGE_VISIBILITY_PROJECT,
+  public: ImageVisibility.IMAGE_VISIBILITY_PUBLIC,
+};
 const BAR_WIDTH = 20;
 
 export const captureStateName = (s: CaptureState) =>
@@ -87,6 +91,8 @@ function describeCaptureLine(c: Capture, bar: boolean): { text: string; mileston
 interface CaptureOptions {
   name?: string;
   os?: keyof typeof OS_TYPES;
+  project?: string;
+  visibility?: keyof typeof VISIBILITIES;
   disk?: string;
   bs?: string;
   count?: string;
@@ -107,11 +113,22 @@ export function captureRequest(node: string, opts: CaptureOptions): CreateCaptur
   if (opts.name && opts.receiver)
     throw new UsageError('--name and --receiver are exclusive: one destination');
   if (opts.compress && !opts.name) throw new UsageError('--compress goes with --name (the image store) only');
+  if ((opts.project || opts.visibility) && !opts.name) {
+    throw new UsageError('--project and --visibility go with --name (the image store) only');
+  }
   if (opts.count && opts.toLastPartition)
     throw new UsageError('--count and --to-last-partition are exclusive');
   return CreateCaptureRequest.fromPartial({
     node,
-    image: opts.name ? { name: opts.name, osType: OS_TYPES[opts.os ?? 'linux'] } : undefined,
+    image: opts.name
+      ? {
+          name: opts.name,
+          osType: OS_TYPES[opts.os ?? 'linux'],
+          // A project's image stays the project's unless said otherwise; an operators' image is public.
+          visibility: VISIBILITIES[opts.visibility ?? (opts.project ? 'project' : 'public')],
+        }
+      : undefined,
+    project: opts.project ?? '',
     spec: {
       disk: opts.disk ?? '',
       receiver: opts.receiver ?? '',
@@ -147,6 +164,12 @@ export function registerCaptureCommands(images: Command, program: Command, ctx: 
     }
     if (!last) throw new BmctlError(`the watch of capture ${id} ended before the controller sent it`);
     show(last);
+    if (last.state === CaptureState.CAPTURE_STATE_RUNNING) {
+      throw new BmctlError(
+        `the watch of capture ${id} ended while it was running (step ${last.step}); follow it again with bmctl capture watch ${id}`,
+        { exitCode: EXIT_FAILURE },
+      );
+    }
     if (last.state !== CaptureState.CAPTURE_STATE_SUCCEEDED) {
       throw new BmctlError(
         `capture ${id} of node ${last.nodeName} failed in step ${last.step}: ${last.reason}`,
@@ -173,6 +196,15 @@ export function registerCaptureCommands(images: Command, program: Command, ctx: 
     .argument('<node>', 'node id or name')
     .option('--name <image>', 'the new image’s name (in the image store)')
     .addOption(new Option('--os <os>', 'the image’s OS').choices(Object.keys(OS_TYPES)).default('linux'))
+    .option(
+      '--project <project>',
+      'the project that owns the image (only it sees it); without it an operators’ image, which every project sees',
+    )
+    .addOption(
+      new Option('--visibility <visibility>', 'project or public (default: project with --project)').choices(
+        Object.keys(VISIBILITIES),
+      ),
+    )
     .option('--disk <path>', 'the disk to capture (default: the node’s root disk)')
     .option('--bs <size>', 'bytes per read, like dd (default 8M)')
     .option('--count <blocks>', 'copy only this many blocks (default: to the end)')
