@@ -18,26 +18,17 @@ import type { VirtualNode } from '../../tools/lab/virtual-lab.ts';
 import { eventually } from '../support/agent.ts';
 import { bmctlAgainst } from '../support/bmctl.ts';
 import { ServiceApi } from '../support/controller.ts';
-import { PROJECT_NETWORK, type ProvisioningLab, startProvisioningLab } from '../support/provisioning-lab.ts';
+import {
+  PROJECT_NETWORK,
+  type ProvisioningLab,
+  startProvisioningLab,
+  watchCapture,
+} from '../support/provisioning-lab.ts';
 
 const SLOW_MS = 300_000;
 const MIB = 1 << 20;
 /** The prepared disk's one partition: 1 MiB to 24 MiB, over the 16 MiB lab image written at its start. */
 const PARTITION_END = 24 * MIB;
-
-/** WatchCapture to its end: every snapshot. */
-async function watchCapture(address: string, token: string, id: string): Promise<capturePb.Capture[]> {
-  const client = new capturePb.CaptureServiceClient(address, grpc.credentials.createInsecure());
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  const seen: capturePb.Capture[] = [];
-  try {
-    for await (const c of client.watchCapture({ id }, md)) seen.push(c as capturePb.Capture);
-  } finally {
-    client.close();
-  }
-  return seen;
-}
 
 describe('capturing a node’s disk into an image', () => {
   let p: ProvisioningLab;

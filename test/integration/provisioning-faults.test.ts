@@ -6,13 +6,20 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as capturePb from '../../build/gen/ingot/v1/capture.ts';
 import { InstanceState } from '../../build/gen/ingot/v1/instance.ts';
 import { NetbootState, ProvisionState } from '../../build/gen/ingot/v1/inventory.ts';
 import { DELETE_STEPS, DEPLOY_STEPS } from '../../controller/src/domain/flows.ts';
 import { deviceDigest } from '../../tools/lab/lab-image.ts';
 import type { VirtualNode } from '../../tools/lab/virtual-lab.ts';
-import { eventually } from '../support/agent.ts';
-import { PROJECT, type ProvisioningLab, startProvisioningLab } from '../support/provisioning-lab.ts';
+import { eventually, imageApi } from '../support/agent.ts';
+import { ServiceApi } from '../support/controller.ts';
+import {
+  PROJECT,
+  type ProvisioningLab,
+  startProvisioningLab,
+  watchCapture,
+} from '../support/provisioning-lab.ts';
 
 const SLOW_MS = 600_000;
 
@@ -73,6 +80,40 @@ describe('provisioning faults', () => {
         const freed = await p.inventory.call('getNode', { id: node.name });
         expect(freed.provisionState).toBe(ProvisionState.PROVISION_STATE_AVAILABLE);
         expect(freed.netbootState).toBe(NetbootState.NETBOOT_STATE_UNSPECIFIED);
+      }
+    },
+    SLOW_MS,
+  );
+
+  it(
+    'a capture into the store whose agent stalls mid-stream: a power cycle, a new task on a new port, the image ACTIVE',
+    async () => {
+      const node = p.lab.nodes[0] as VirtualNode;
+      const captures = new ServiceApi(capturePb.CaptureServiceService, capturePb, p.address, p.token);
+      let agentPid: number | undefined;
+      try {
+        const created = await captures.call('createCapture', { node: node.name, image: { name: 'stalled' } });
+        const seen = await watchCapture(p.address, p.token, created.id, (c) => {
+          const done = c.progress?.bytesDone ?? 0;
+          if (agentPid === undefined && done > 0 && done < (c.progress?.bytesTotal ?? 0)) {
+            agentPid = agentOf(p, node);
+            if (agentPid) process.kill(agentPid, 'SIGSTOP');
+          }
+        });
+        expect(agentPid).toBeDefined();
+        const last = seen.at(-1) as capturePb.Capture;
+        expect(last.reason).toBe('');
+        expect(last.state).toBe(capturePb.CaptureState.CAPTURE_STATE_SUCCEEDED);
+        expect(last.taskId).not.toBe(seen.find((c) => c.taskId)?.taskId);
+        const capturing = last.steps.find((s) => s.name === 'capturing');
+        expect(capturing?.message).toMatch(/after power cycles for: no progress for 6 s/);
+        const after = await p.inventory.call('getNode', { id: node.name });
+        expect(after.provisionState).toBe(ProvisionState.PROVISION_STATE_AVAILABLE);
+        const stored = await imageApi(p.address, p.token).call('getImage', { id: 'stalled' });
+        expect(stored.sha256).toBe(await deviceDigest(node.disk, 256 << 20));
+      } finally {
+        // The stopped agent went with the power cycle (or goes with the lab): its PID is not ours to reuse.
+        captures.close();
       }
     },
     SLOW_MS,

@@ -14,6 +14,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import * as capturePb from '../../build/gen/ingot/v1/capture.ts';
 import { DiskFormat, ImageVisibility } from '../../build/gen/ingot/v1/image.ts';
 import * as instancePb from '../../build/gen/ingot/v1/instance.ts';
 import * as networkPb from '../../build/gen/ingot/v1/network.ts';
@@ -254,6 +255,30 @@ export async function watchInstance(
     client.close();
   }
   return events;
+}
+
+/** WatchCapture to its end: every snapshot, each also handed to `onEvent`. Rejects with a CallError. */
+export async function watchCapture(
+  address: string,
+  token: string,
+  id: string,
+  onEvent?: (c: capturePb.Capture) => void,
+): Promise<capturePb.Capture[]> {
+  const client = new capturePb.CaptureServiceClient(address, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  const seen: capturePb.Capture[] = [];
+  try {
+    for await (const c of client.watchCapture({ id }, md)) {
+      seen.push(c as capturePb.Capture);
+      onEvent?.(c as capturePb.Capture);
+    }
+  } catch (err) {
+    throw decodeError(err as grpc.ServiceError);
+  } finally {
+    client.close();
+  }
+  return seen;
 }
 
 /** A TCP port nobody had bound on `host` a moment ago (a controller restarts on the same ones). */

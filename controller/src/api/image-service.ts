@@ -154,7 +154,9 @@ export function imageHandlers(deps: ImageServiceDeps): Handlers {
   const remove: Method<pb.DeleteImageRequest, Empty> = {
     access: MEMBERS_TOO,
     async handle(req, { em, caller }) {
-      await deleteImage(em, deps.store, caller, req.id, (id) => deps.captures.abandon(id));
+      await deleteImage(em, deps.store, caller, req.id, (id) =>
+        deps.captures.abandon(id, 'the image was deleted during the capture'),
+      );
       return {};
     },
   };

@@ -151,12 +151,16 @@ function queueTask(deps: Deps, tx: EntityManager, capture: Capture, node: Node):
 }
 
 /**
- * Lets an earlier attempt's receiver let go of the image (it KILLs it once
- * its task ended) so that a new attempt may claim it. A receiver that died
- * with its controller never will: after RELEASE_WAIT_MS the image is KILLED
+ * Frees the image of an earlier attempt so that a new one may claim it: a
+ * receiver in this controller is stopped at once; one in another controller
+ * lets go (KILLs the image) once it sees its task end; one that died with
+ * its controller never will, so after RELEASE_WAIT_MS the image is KILLED
  * here.
  */
 async function releaseImage(deps: Deps, imageId: string, signal: AbortSignal): Promise<void> {
+  // The attempt being replaced is over (its task cancelled, its node about to be reset): its
+  // receiver here, if any, stops now instead of waiting for a stream that will never end.
+  await deps.captures.abandon(imageId, 'the capture started over: see its steps');
   const wakeup = new Wakeup();
   const deadline = Date.now() + RELEASE_WAIT_MS;
   // A receiver in this process is alive however long it takes: only a dead one's image is KILLED here.

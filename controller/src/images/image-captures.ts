@@ -137,11 +137,15 @@ export class ImageCaptures {
     };
   }
 
-  /** Stops receiving the image's bytes here, if this controller is (the image is being deleted). */
-  async abandon(imageId: string): Promise<void> {
+  /**
+   * Stops receiving the image's bytes here, if this controller is: the
+   * image is being deleted, or its capture starts over. `reason` becomes the
+   * image's status reason.
+   */
+  async abandon(imageId: string, reason: string): Promise<void> {
     const run = this.#running.get(imageId);
     if (!run) return;
-    run.abort.abort(new CaptureFailure('the image was deleted during the capture'));
+    run.abort.abort(new CaptureFailure(reason));
     await run.done;
   }
 
