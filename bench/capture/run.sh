@@ -7,5 +7,5 @@
 #
 #   BENCH_DISK_BYTES=2147483648  size of each disk
 #   BENCH_ROUNDS=3               rounds on the full disk, per place (link, loopback), order rotating; medians compared
-exec "$(dirname "${BASH_SOURCE[0]}")/../support/node-bench.sh" capture bench/capture/main.ts \
+exec "$(dirname "${BASH_SOURCE[0]}")/../support/node-bench.sh" --root 'loop devices and a network namespace' capture bench/capture/main.ts \
   netcat-openbsd gdisk util-linux iproute2

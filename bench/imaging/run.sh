@@ -6,4 +6,4 @@
 #
 #   BENCH_IMAGE_BYTES=2147483648  size of the image
 #   BENCH_ROUNDS=5                (baseline, Ingot) pairs per format, order alternating; medians compared
-exec "$(dirname "${BASH_SOURCE[0]}")/../support/node-bench.sh" imaging bench/imaging/main.ts curl zstd util-linux
+exec "$(dirname "${BASH_SOURCE[0]}")/../support/node-bench.sh" --root 'loop devices' imaging bench/imaging/main.ts curl zstd util-linux

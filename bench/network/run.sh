@@ -8,44 +8,5 @@
 #   BENCH_NETWORK_COMMIT_MS=100   commit time of the slow test switch
 #   BENCH_NETWORK_HOSTS=1000      dnsmasq host entries
 #   BENCH_NETWORK_SAMPLES=20      add/remove samples
-set -euo pipefail
-
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$REPO_ROOT"
-export PATH="$REPO_ROOT/node_modules/.bin:$PATH"
-
-log() { printf 'bench-network: %s\n' "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-# shellcheck source=test/support/debian-packages.sh
-source "$REPO_ROOT/test/support/debian-packages.sh"
-
-((EUID == 0)) || die 'needs root: it creates network namespaces and runs dnsmasq in one'
-
-BENCH_PID=''
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM HUP
-  if [[ -n $BENCH_PID ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
-    kill -TERM "$BENCH_PID" 2>/dev/null
-    wait "$BENCH_PID" 2>/dev/null
-  fi
-  debs_cleanup
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-ensure_debs dnsmasq iproute2
-node bench/network/main.ts </dev/null &
-BENCH_PID=$!
-rc=0
-wait "$BENCH_PID" || rc=$?
-BENCH_PID=''
-exit "$rc"
+exec "$(dirname "${BASH_SOURCE[0]}")/../support/node-bench.sh" \
+  --root 'it creates network namespaces and runs dnsmasq in one' network bench/network/main.ts dnsmasq iproute2
