@@ -36,6 +36,11 @@ const WAIT_POLL_MS = 1_000;
 /** A step failed in a way an operator must act on; the message says how. */
 export class FlowError extends Error {}
 
+/** A failure as one line for an operator (errors from drivers and steps already say what to do). */
+export function describeFailure(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** The subject's flow changed under a running step (a delete arrived during a deploy). */
 export class FlowChangedError extends Error {}
 
@@ -427,7 +432,7 @@ export class FlowSteps {
       try {
         await fn();
       } catch (err) {
-        problems.push(`could not ${what}: ${err instanceof Error ? err.message : String(err)}`);
+        problems.push(`could not ${what}: ${describeFailure(err)}`);
       }
     };
     await attempt('cancel the agent tasks', () => this.cancelUnfinished(node.id));

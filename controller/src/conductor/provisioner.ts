@@ -4,7 +4,7 @@ import { FlowStep } from '../store/entities/flow-step.ts';
 import { Node } from '../store/entities/node.ts';
 import type { Database } from '../store/orm.ts';
 import type { FlowBus } from './flow-bus.ts';
-import { FlowChangedError, FlowError } from './flow-steps.ts';
+import { describeFailure, FlowChangedError, FlowError } from './flow-steps.ts';
 
 /** The columns every flow subject (an instance, a capture) has. */
 export interface FlowSubject {
@@ -328,7 +328,7 @@ export class Provisioner {
     err: unknown,
     recordId?: string,
   ): Promise<void> {
-    const reason = `${step}: ${describe(err)}`;
+    const reason = `${step}: ${describeFailure(err)}`;
     this.#log.error({ [def.name]: subject.id, node: node?.name, flow, step, err }, 'flow failed');
     const safety = node ? await def.makeSafe(subject, node, err) : [];
     const full = safety.length > 0 ? `${reason} (${safety.join('; ')})` : reason;
@@ -344,9 +344,4 @@ export class Provisioner {
     });
     this.#d.bus.publish(subject.id, { kind: 'changed' });
   }
-}
-
-/** A failure as one line for an operator (errors from drivers and steps already say what to do). */
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
